@@ -1,0 +1,3 @@
+from thrift_cli.cli import run
+
+run()

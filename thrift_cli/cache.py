@@ -1,0 +1,235 @@
+"""The cache engine: exact tier, then semantic tier, then miss.
+
+`SemanticCache` is the Python API (compatible with ThriftLM's) and the engine that
+`thrift ask` drives. An exact hit reads one SQLite row and never loads the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from thrift_cli import keys, locks
+from thrift_cli.errors import StoreError, UsageError
+from thrift_cli.home import db_path
+from thrift_cli.models import CacheEntry, CacheHit, Event, Lookup
+from thrift_cli.tiers.base import Tier
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from thrift_cli.embed import Embedder
+
+DEFAULT_MIN_SIMILARITY = 0.85
+DEFAULT_NAMESPACE = "default"
+# How many nearest entries the semantic tier fetches; the best live one decides.
+SEARCH_K = 5
+
+
+def check_min_similarity(value: float) -> float:
+    if not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 < value <= 1.0:
+        raise UsageError(f"min_similarity must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def check_ttl(value: float | None) -> float | None:
+    if value is not None and (math.isnan(value) or value <= 0):
+        raise UsageError(f"ttl must be a positive number of seconds, got {value!r}")
+    return value
+
+
+class Query:
+    """A question prepared for lookup: cleaned, keyed, and embedded at most once."""
+
+    def __init__(self, cache: SemanticCache, question: str) -> None:
+        if not isinstance(question, str):
+            raise UsageError(f"the question must be a string, got {type(question).__name__}")
+        self.question = question.strip()
+        if not self.question:
+            raise UsageError("the question is empty")
+        self.namespace = cache.namespace
+        self.key = keys.exact_key(self.namespace, self.question)
+        self._cache = cache
+        self._vector: np.ndarray | None = None
+
+    @property
+    def vector(self) -> np.ndarray:
+        if self._vector is None:
+            self._vector = self._cache.embedder.embed([self.question])[0]
+        return self._vector
+
+
+class SemanticCache:
+    """A semantic cache of answers, stored under `home` (default: `THRIFT_HOME`).
+
+    >>> cache = SemanticCache(min_similarity=0.85, namespace="docs")
+    >>> cache.get_or_call("What is semantic caching?", call_llm)
+
+    `threshold=` and `api_key=` are ThriftLM's names for `min_similarity` and the
+    namespace; the api key itself is never stored, only a hash of it.
+    """
+
+    def __init__(
+        self,
+        min_similarity: float | None = None,
+        namespace: str | None = None,
+        home: str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        api_key: str | None = None,
+        ttl: float | None = None,
+        tier: Tier | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        if min_similarity is not None and threshold is not None and min_similarity != threshold:
+            raise UsageError("min_similarity and threshold are the same setting; pass one")
+        chosen = min_similarity if min_similarity is not None else threshold
+        self.min_similarity = check_min_similarity(DEFAULT_MIN_SIMILARITY if chosen is None else chosen)
+        if namespace is not None and not namespace.strip():
+            raise UsageError("the namespace is empty")
+        self.namespace = namespace or (keys.api_key_namespace(api_key) if api_key else DEFAULT_NAMESPACE)
+        self.ttl = check_ttl(ttl)
+        if tier is None:
+            from thrift_cli.store import SQLiteStore
+
+            path = db_path(home)
+            tier = SQLiteStore(path)
+            self._lock_dir: Path | None = path.parent / "locks"
+        else:
+            self._lock_dir = None
+        self.tier = tier
+        self._embedder = embedder
+        self._model_checked = False
+
+    # -- the embedder, loaded only when a lookup gets past the exact tier ----------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from thrift_cli.embed import default_embedder
+
+            self._embedder = default_embedder()
+        if not self._model_checked:
+            model = f"{self._embedder.name}/{self._embedder.dim}"
+            stored = self.tier.claim_meta("embedding_model", model)
+            if stored != model:
+                raise StoreError(f"this cache's vectors come from {stored}, not {model}; use another THRIFT_HOME")
+            self._model_checked = True
+        return self._embedder
+
+    # -- the API -----------------------------------------------------------------------
+
+    def query(self, question: str) -> Query:
+        return Query(self, question)
+
+    def lookup(self, question: str | Query) -> CacheHit | None:
+        """The cached answer for `question` or a paraphrase of it, else None. Records an event."""
+        look = self.explain(question)
+        self.record(look, outcome=None if look.hit else "lookup")
+        return look.hit
+
+    def explain(self, question: str | Query, *, min_similarity: float | None = None) -> Lookup:
+        """Look up without recording: the hit, or the best candidate that fell short."""
+        query = question if isinstance(question, Query) else self.query(question)
+        floor = self.min_similarity if min_similarity is None else check_min_similarity(min_similarity)
+        start, now = time.perf_counter(), time.time()
+        hit, best = None, None
+        entry = self.tier.lookup(query.key, now)
+        if entry is not None:
+            hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start))
+        else:
+            candidates = self.tier.search(query.namespace, query.vector, SEARCH_K, now)
+            best = candidates[0] if candidates else None
+            if best is not None and best.similarity >= floor:
+                hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start))
+        return Lookup(query.namespace, query.key, hit, best, _ms(start))
+
+    def store(
+        self, question: str | Query, answer: str, *, ttl: float | None = None, replace: bool = False
+    ) -> CacheEntry:
+        """Store `answer` for `question`. An existing entry for the same question is kept
+        unless `replace`; the entry now in the cache is returned."""
+        query = question if isinstance(question, Query) else self.query(question)
+        if not isinstance(answer, str) or not answer.strip():
+            raise UsageError("the answer is empty or not a string; nothing stored")
+        ttl = check_ttl(ttl) if ttl is not None else self.ttl
+        now = time.time()
+        entry = CacheEntry(
+            namespace=query.namespace, question=query.question, question_hash=query.key,
+            answer=answer, created_at=now, expires_at=None if ttl is None else now + ttl,
+        )
+        return self.tier.store(entry, query.vector, replace=replace)
+
+    def get_or_call(self, question: str, fn: Callable[[str], str]) -> str:
+        """The cached answer, or `fn(question)` stored for next time (ThriftLM's wrapper)."""
+        query = self.query(question)
+        look = self.explain(query)
+        if look.hit is None:
+            with self.single_flight(query):
+                look = self.explain(query)  # another caller may have answered meanwhile
+                if look.hit is None:
+                    started = time.perf_counter()
+                    try:
+                        answer = fn(query.question)
+                    except BaseException:
+                        self.record(look, outcome="failed", call_ms=_ms(started))
+                        raise
+                    call_ms = _ms(started)
+                    if not isinstance(answer, str):
+                        self.record(look, outcome="failed", call_ms=call_ms)
+                        raise TypeError(f"fn must return str, got {type(answer).__name__}")
+                    stored = self.store(query, answer) if answer.strip() else None
+                    self.record(look, outcome="stored" if stored else "empty", call_ms=call_ms,
+                                answer_bytes=len(answer.encode()), entry_id=stored and stored.id)
+                    return answer
+        self.record(look)
+        assert look.hit is not None
+        return look.hit.answer
+
+    def forget(self, question: str) -> bool:
+        """Delete the entry stored for exactly this question; True if there was one."""
+        query = self.query(question)
+        entry = self.tier.lookup(query.key, time.time())
+        return entry is not None and self.tier.delete(entry.id)
+
+    def delete(self, entry_id: str) -> bool:
+        return self.tier.delete(entry_id)
+
+    @contextmanager
+    def single_flight(self, query: Query, timeout: float | None = None) -> Iterator[bool]:
+        """Serialise misses on one question across threads and processes."""
+        with locks.single_flight(self._lock_dir, query.key, timeout) as got:
+            yield got
+
+    def record(
+        self, look: Lookup, *, outcome: str | None = None, call_ms: float | None = None,
+        answer_bytes: int | None = None, entry_id: str | None = None,
+    ) -> None:
+        """Record the event of a lookup: a hit (counted on its entry) or a miss."""
+        hit = look.hit
+        if hit is not None:
+            event = Event(look.namespace, hit.tier, look.latency_ms, hit.similarity,
+                          len(hit.answer.encode()), entry_id=hit.entry.id, question_hash=look.question_hash)
+            self.tier.record_hit(hit.entry.id, event)
+            return
+        self.tier.record(Event(
+            look.namespace, "miss", look.latency_ms, look.best.similarity if look.best else None,
+            answer_bytes, call_ms, outcome, entry_id, look.question_hash,
+        ))
+
+    def close(self) -> None:
+        self.tier.close()
+
+    def __enter__(self) -> SemanticCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

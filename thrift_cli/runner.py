@@ -1,0 +1,141 @@
+"""Running the LLM command: no shell, answer streamed through live and captured."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from thrift_cli.errors import RunnerError
+from thrift_cli.keys import PLACEHOLDER
+
+TIMEOUT_EXIT = 124  # as timeout(1)
+NOT_FOUND_EXIT = 127  # as a shell, env(1) and xargs(1)
+NOT_EXECUTABLE_EXIT = 126
+_CHUNK = 65536
+_KILL_GRACE_S = 2.0
+
+
+def command_argv(command: list[str], question: str, *, stdin: bool) -> list[str]:
+    """The argv to run: `{}` replaced by the question, else the question appended
+    (unless it goes to stdin)."""
+    if PLACEHOLDER in command:
+        return [question if arg == PLACEHOLDER else arg for arg in command]
+    return list(command) if stdin else [*command, question]
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    output: bytes
+    duration_ms: float
+    timed_out: bool = False
+    reader_gone: bool = False  # our stdout was closed (e.g. `| head -1`)
+
+
+def run_command(argv: list[str], *, stdin_data: bytes | None, out_fd: int | None,
+                timeout: float | None) -> RunResult:
+    """Run `argv`, copy its stdout to `out_fd` as it arrives and return all of it.
+
+    Its stderr is inherited (passes straight through). Without `stdin_data` its stdin is
+    /dev/null, so a tool such as `llm`, which reads a piped stdin into the prompt, never
+    sees ours. It runs in its own process group so a timeout or Ctrl-C ends the command
+    and anything it started.
+    """
+    started = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise RunnerError(f"command not found: {argv[0]}", NOT_FOUND_EXIT) from None
+    except PermissionError:
+        raise RunnerError(f"command is not executable: {argv[0]}", NOT_EXECUTABLE_EXIT) from None
+    except OSError as exc:
+        raise RunnerError(f"cannot run {argv[0]}: {exc.strerror or exc}", NOT_EXECUTABLE_EXIT) from None
+
+    if stdin_data is not None:
+        threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
+    result = RunResult(0, b"", 0.0)
+    chunks: list[bytes] = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    result.timed_out = True
+                    break
+                if not sel.select(wait):
+                    continue
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if out_fd is not None and not result.reader_gone:
+                    result.reader_gone = not write_all(out_fd, chunk)
+        if result.timed_out:
+            _kill(proc)
+        else:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                result.timed_out = True
+                _kill(proc)
+    except BaseException:  # Ctrl-C or anything unexpected: never leave the command running
+        _kill(proc)
+        raise
+    finally:
+        proc.stdout.close()
+    result.output = b"".join(chunks)
+    result.duration_ms = (time.perf_counter() - started) * 1000.0
+    code = proc.returncode
+    result.exit_code = TIMEOUT_EXIT if result.timed_out else (128 - code if code < 0 else code)
+    return result
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+    except (BrokenPipeError, OSError):
+        pass  # the command stopped reading; its exit code tells the rest
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    for sig, grace in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,62 @@
+"""The tier interface: exact lookup and store are required, the rest are abilities."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from typing import TYPE_CHECKING
+
+from thrift_cli.models import Candidate, CacheEntry, Event
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Tier(ABC):
+    """A place answers are kept. The cache asks tiers in order and writes to all of them."""
+
+    name: str = "tier"
+
+    @abstractmethod
+    def lookup(self, question_hash: str, now: float) -> CacheEntry | None:
+        """The live entry whose exact key is `question_hash`, if any."""
+
+    @abstractmethod
+    def store(self, entry: CacheEntry, vector: np.ndarray, *, replace: bool = False) -> CacheEntry:
+        """Keep `entry`. If its key is taken, keep the old one (or replace it) and return
+        the entry that is now stored."""
+
+    def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        """Up to `k` live entries of `namespace`, most similar first. Default: no index."""
+        return []
+
+    def delete(self, entry_id: str) -> bool:
+        """Remove an entry; True if it existed."""
+        return False
+
+    def touch(self, entry_id: str, now: float) -> None:
+        """Count a hit on an entry."""
+
+    def record(self, event: Event) -> None:
+        """Keep a lookup event for the metrics. Default: dropped."""
+
+    def record_hit(self, entry_id: str, event: Event) -> None:
+        """Count a hit on an entry and record its event."""
+        self.touch(entry_id, event.at)
+        self.record(event)
+
+    def claim_meta(self, key: str, value: str) -> str:
+        """Set a fact about the tier's contents unless set; return the stored value."""
+        return value
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self) -> Tier:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 import typer
 
 try:  # typer >= 0.20 vendors its own click; older releases use the click package
-    from typer._click.exceptions import Abort, ClickException
+    from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover
-    from click.exceptions import Abort, ClickException
+    from click.exceptions import ClickException
 
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=args, prog_name="thrift", standalone_mode=False, obj=command)
     except ClickException as exc:
         return _fail(exc.format_message(), exc.exit_code)
-    except Abort:
+    except typer.Abort:
         return _fail("interrupted", 130)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
@@ -176,8 +176,15 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the runner, which ends the command
+
+
 def run() -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     code = main()
     try:
         sys.stdout.flush()

@@ -58,10 +58,14 @@ def connect(path: Path) -> Any:
     sqlite = sqlite_module()
     if path.exists() and not path.is_file():
         raise StoreError(f"cache file {path} is not a regular file")
+    new = not path.exists()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Cached answers can be private: the home and the file are the owner's alone.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if new:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:
-        raise StoreError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
         conn = sqlite.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                               check_same_thread=False)

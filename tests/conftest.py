@@ -1,0 +1,89 @@
+"""Every test gets its own THRIFT_HOME, and no THRIFT_/SUPABASE_/REDIS_ setting leaks in."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+FAKE_LLM = TESTS / "fake_llm.py"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith(("THRIFT_", "SUPABASE_")) or name in ("REDIS_URL", "DATABASE_URL"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "thrift-home"
+    monkeypatch.setenv("THRIFT_HOME", str(home))
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-user"))
+    return home
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def report(self) -> dict:
+        """The --json line (the last line of stderr)."""
+        return json.loads(self.stderr.strip().splitlines()[-1])
+
+
+def thrift_executable() -> list[str]:
+    script = Path(sys.executable).parent / "thrift"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "thrift_cli"]
+
+
+@pytest.fixture
+def thrift() -> Callable[..., Ran]:
+    """Run the real `thrift` command in a subprocess."""
+
+    def run(*args: str, input: bytes | None = None, timeout: float = 120, env: dict | None = None) -> Ran:
+        proc = subprocess.run(
+            [*thrift_executable(), *args], input=input, capture_output=True, timeout=timeout,
+            env={**os.environ, **(env or {})}, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        return Ran(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+    return run
+
+
+class FakeLLM:
+    """The command line of a fake LLM whose calls are counted in a file."""
+
+    def __init__(self, calls: Path) -> None:
+        self.calls_file = calls
+
+    def command(self, *extra: str) -> list[str]:
+        return [sys.executable, str(FAKE_LLM), "--calls", str(self.calls_file), *extra]
+
+    @property
+    def calls(self) -> list[str]:
+        if not self.calls_file.exists():
+            return []
+        return self.calls_file.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture
+def fake_llm(tmp_path: Path) -> FakeLLM:
+    return FakeLLM(tmp_path / "calls.txt")
+
+
+@pytest.fixture
+def llm_cli() -> list[str]:
+    """The real `llm` CLI with the key-less echo model."""
+    exe = Path(sys.executable).parent / "llm"
+    path = str(exe) if exe.exists() else shutil.which("llm")
+    assert path, "the llm CLI is a dev dependency; run make install"
+    return [path, "-m", "echo"]

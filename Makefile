@@ -45,7 +45,7 @@ contracts: install ## The core never imports the shells
 check: lint typecheck contracts test ## Everything CI should run
 
 wheel: install ## Build the wheel into dist/
-	$(PY) -m build --wheel --outdir dist .
+	$(PIP) wheel --no-deps -w dist .
 
 clean: ## Remove the virtualenv and build output
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

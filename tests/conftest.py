@@ -51,8 +51,12 @@ def thrift() -> Callable[..., Ran]:
 
     def run(*args: str, input: bytes | None = None, timeout: float = 120, env: dict | None = None) -> Ran:
         proc = subprocess.run(
-            [*thrift_executable(), *args], input=input, capture_output=True, timeout=timeout,
-            env={**os.environ, **(env or {})}, stdin=None if input is not None else subprocess.DEVNULL,
+            [*thrift_executable(), *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            stdin=None if input is not None else subprocess.DEVNULL,
         )
         return Ran(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
 

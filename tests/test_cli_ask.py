@@ -109,7 +109,9 @@ def test_empty_answer_is_not_stored(thrift, fake_llm):
 
 def test_timeout_kills_the_command_and_stores_nothing(thrift, fake_llm):
     started = time.monotonic()
-    slow = thrift("ask", "--json", "--timeout", "1", "Slow question", "--", *fake_llm.command("--sleep", "30"))
+    slow = thrift(
+        "ask", "--json", "--timeout", "1", "Slow question", "--", *fake_llm.command("--sleep", "30")
+    )
     assert slow.code == 124
     assert time.monotonic() - started < 20
     assert slow.report["not_stored_because"] == "timed out"
@@ -174,7 +176,9 @@ def test_verbose_reports_on_stderr_only(thrift, fake_llm):
 def test_miss_streams_output_before_the_command_finishes(fake_llm, isolated_env):
     proc = subprocess.Popen(
         [*thrift_executable(), "ask", "Stream please", "--", *fake_llm.command("--slow-chunks")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -186,8 +190,10 @@ def test_miss_streams_output_before_the_command_finishes(fake_llm, isolated_env)
 
 def test_closed_stdout_still_stores_the_answer(thrift, fake_llm, isolated_env):
     # `thrift ask ... | head -c 5`: the reader leaves early, the answer is still cached.
-    shell = f"{' '.join(thrift_executable())} ask 'Pipe me' -- {sys.executable} {FAKE_LLM} " \
-            f"--calls {fake_llm.calls_file} | head -c 5"
+    shell = (
+        f"{' '.join(thrift_executable())} ask 'Pipe me' -- {sys.executable} {FAKE_LLM} "
+        f"--calls {fake_llm.calls_file} | head -c 5"
+    )
     proc = subprocess.run(["bash", "-c", shell], capture_output=True, env=os.environ, timeout=60)
     assert proc.stdout == answer("Pipe me")[:5]
     assert "Traceback" not in proc.stderr.decode()

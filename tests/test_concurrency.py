@@ -36,8 +36,15 @@ def test_sixteen_processes_at_once_pay_once_per_question(fake_llm, isolated_env)
     # The command sleeps so that both asks of a question overlap for real.
     cmd = fake_llm.command("--sleep", "1")
     procs = [
-        (q, subprocess.Popen([*thrift_executable(), "ask", q, "--", *cmd], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        (
+            q,
+            subprocess.Popen(
+                [*thrift_executable(), "ask", q, "--", *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )
         for q in QUESTIONS * 2
     ]
     for question, proc in procs:
@@ -57,8 +64,16 @@ def test_sixteen_processes_at_once_pay_once_per_question(fake_llm, isolated_env)
 
 def test_killed_mid_call_stores_nothing_and_frees_the_question(thrift, fake_llm, isolated_env):
     proc = subprocess.Popen(
-        [*thrift_executable(), "ask", "What is the capital of Australia?", "--", *fake_llm.command("--sleep", "30")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            *thrift_executable(),
+            "ask",
+            "What is the capital of Australia?",
+            "--",
+            *fake_llm.command("--sleep", "30"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while not fake_llm.calls and time.monotonic() < deadline:
@@ -81,8 +96,12 @@ def test_sigterm_ends_the_command_too(fake_llm, isolated_env, tmp_path):
     script = tmp_path / "sleeper.sh"
     script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
     script.chmod(0o755)
-    proc = subprocess.Popen([*thrift_executable(), "ask", "Q?", "--", str(script)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*thrift_executable(), "ask", "Q?", "--", str(script)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline

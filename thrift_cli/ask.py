@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from thrift_cli.cache import SemanticCache
 from thrift_cli.models import Lookup
-from thrift_cli.runner import write_all, command_argv, run_command
+from thrift_cli.runner import command_argv, run_command, write_all
 
 LOOKUP_ONLY_MISS_EXIT = 3
 
@@ -71,12 +71,19 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
             if options.refresh and look.hit is not None and look.hit.entry.id != entry.id:
                 cache.delete(look.hit.entry.id)  # the paraphrase it replaces
             result.stored, result.entry_id = True, entry.id
-        cache.record(look, outcome="stored" if result.stored else result.not_stored_because,
-                     call_ms=run.duration_ms, answer_bytes=len(run.output), entry_id=result.entry_id)
+        cache.record(
+            look,
+            outcome="stored" if result.stored else result.not_stored_because,
+            call_ms=run.duration_ms,
+            answer_bytes=len(run.output),
+            entry_id=result.entry_id,
+        )
         return result
 
 
-def _storable(output: bytes, exit_code: int, timed_out: bool, options: AskOptions) -> tuple[str | None, str | None]:
+def _storable(
+    output: bytes, exit_code: int, timed_out: bool, options: AskOptions
+) -> tuple[str | None, str | None]:
     """The answer to store, or why it must not be stored."""
     if timed_out:
         return None, "timed out"
@@ -98,11 +105,25 @@ def _serve(cache: SemanticCache, look: Lookup, out_fd: int) -> AskResult:
     data = hit.answer.encode("utf-8")
     write_all(out_fd, data)
     cache.record(look)
-    return AskResult(0, hit.tier, look.namespace, look.latency_ms, hit.similarity, hit.question,
-                     hit.entry.id, answer_bytes=len(data))
+    return AskResult(
+        0,
+        hit.tier,
+        look.namespace,
+        look.latency_ms,
+        hit.similarity,
+        hit.question,
+        hit.entry.id,
+        answer_bytes=len(data),
+    )
 
 
 def _miss(look: Lookup, exit_code: int) -> AskResult:
     best = look.best
-    return AskResult(exit_code, "miss", look.namespace, look.latency_ms,
-                     best.similarity if best else None, best.entry.question if best else None)
+    return AskResult(
+        exit_code,
+        "miss",
+        look.namespace,
+        look.latency_ms,
+        best.similarity if best else None,
+        best.entry.question if best else None,
+    )

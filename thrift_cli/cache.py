@@ -117,7 +117,9 @@ class SemanticCache:
             model = f"{self._embedder.name}/{self._embedder.dim}"
             stored = self.tier.claim_meta("embedding_model", model)
             if stored != model:
-                raise StoreError(f"this cache's vectors come from {stored}, not {model}; use another THRIFT_HOME")
+                raise StoreError(
+                    f"this cache's vectors come from {stored}, not {model}; use another THRIFT_HOME"
+                )
             self._model_checked = True
         return self._embedder
 
@@ -159,8 +161,12 @@ class SemanticCache:
         ttl = check_ttl(ttl) if ttl is not None else self.ttl
         now = time.time()
         entry = CacheEntry(
-            namespace=query.namespace, question=query.question, question_hash=query.key,
-            answer=answer, created_at=now, expires_at=None if ttl is None else now + ttl,
+            namespace=query.namespace,
+            question=query.question,
+            question_hash=query.key,
+            answer=answer,
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
         )
         return self.tier.store(entry, query.vector, replace=replace)
 
@@ -183,8 +189,13 @@ class SemanticCache:
                         self.record(look, outcome="failed", call_ms=call_ms)
                         raise TypeError(f"fn must return str, got {type(answer).__name__}")
                     stored = self.store(query, answer) if answer.strip() else None
-                    self.record(look, outcome="stored" if stored else "empty", call_ms=call_ms,
-                                answer_bytes=len(answer.encode()), entry_id=stored and stored.id)
+                    self.record(
+                        look,
+                        outcome="stored" if stored else "empty",
+                        call_ms=call_ms,
+                        answer_bytes=len(answer.encode()),
+                        entry_id=stored.id if stored else None,
+                    )
                     return answer
         self.record(look)
         assert look.hit is not None
@@ -206,20 +217,41 @@ class SemanticCache:
             yield got
 
     def record(
-        self, look: Lookup, *, outcome: str | None = None, call_ms: float | None = None,
-        answer_bytes: int | None = None, entry_id: str | None = None,
+        self,
+        look: Lookup,
+        *,
+        outcome: str | None = None,
+        call_ms: float | None = None,
+        answer_bytes: int | None = None,
+        entry_id: str | None = None,
     ) -> None:
         """Record the event of a lookup: a hit (counted on its entry) or a miss."""
         hit = look.hit
         if hit is not None:
-            event = Event(look.namespace, hit.tier, look.latency_ms, hit.similarity,
-                          len(hit.answer.encode()), entry_id=hit.entry.id, question_hash=look.question_hash)
+            event = Event(
+                look.namespace,
+                hit.tier,
+                look.latency_ms,
+                hit.similarity,
+                len(hit.answer.encode()),
+                entry_id=hit.entry.id,
+                question_hash=look.question_hash,
+            )
             self.tier.record_hit(hit.entry.id, event)
             return
-        self.tier.record(Event(
-            look.namespace, "miss", look.latency_ms, look.best.similarity if look.best else None,
-            answer_bytes, call_ms, outcome, entry_id, look.question_hash,
-        ))
+        self.tier.record(
+            Event(
+                look.namespace,
+                "miss",
+                look.latency_ms,
+                look.best.similarity if look.best else None,
+                answer_bytes,
+                call_ms,
+                outcome,
+                entry_id,
+                look.question_hash,
+            )
+        )
 
     def close(self) -> None:
         self.tier.close()

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-try:  # typer >= 0.20 vendors its own click; older releases use the click package
+try:  # recent typer releases vendor their own click; older ones use the click package
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException
+    from click.exceptions import ClickException  # type: ignore[assignment]
 
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
 
@@ -50,8 +50,20 @@ def _read_question(question: str | None) -> str:
         raise UsageError("the question on stdin is not UTF-8 text") from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from thrift_cli import __version__
+
+        print(f"thrift {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """thrift: a semantic cache for LLM calls, in the shell."""
 
 
@@ -59,39 +71,63 @@ def _root() -> None:
 def ask(
     ctx: typer.Context,
     question: Annotated[
-        Optional[str], typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False)
+        Optional[str],
+        typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False),
     ] = None,
     namespace: Annotated[
         Optional[str],
-        typer.Option("--namespace", "-n", envvar="THRIFT_NAMESPACE",
-                     help="Share answers under this name instead of the command line."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            envvar="THRIFT_NAMESPACE",
+            help="Share answers under this name instead of the command line.",
+        ),
     ] = None,
     min_similarity: Annotated[
         Optional[float],
-        typer.Option("--min-similarity", "-s", envvar="THRIFT_MIN_SIMILARITY",
-                     help="Cosine similarity a paraphrase needs to be served (0-1]. [default: 0.85]"),
+        typer.Option(
+            "--min-similarity",
+            "-s",
+            envvar="THRIFT_MIN_SIMILARITY",
+            help="Cosine similarity a paraphrase needs to be served, in (0, 1]; default 0.85.",
+        ),
     ] = None,
     ttl: Annotated[
-        Optional[str], typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d...")
+        Optional[str],
+        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d..."),
     ] = None,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")
+    ] = False,
     no_store: Annotated[bool, typer.Option("--no-store", help="Never write to the cache.")] = False,
     lookup_only: Annotated[
         bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
     ] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="Pipe the question to the command's stdin.")] = False,
     timeout: Annotated[
-        Optional[str], typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m...")
+        Optional[str],
+        typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m..."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Report tier, similarity and timing on stderr.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Report tier, similarity and timing on stderr.")
+    ] = False,
 ) -> int:
     """Print the cached answer to QUESTION, or run the command after -- and cache its answer.
 
+    thrift ask [OPTIONS] [QUESTION] -- COMMAND [ARGS]...
+
     Example: thrift ask "What is semantic caching?" -- llm -m gpt-4o-mini
-    """
+
+    The question is appended to the command, replaces an argument "{}", or goes to its stdin with --stdin.
+
+    Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 127 command not found.
+    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
     from thrift_cli import keys
-    from thrift_cli.ask import AskOptions, ask as run_ask
+    from thrift_cli.ask import AskOptions
+    from thrift_cli.ask import ask as run_ask
     from thrift_cli.cache import SemanticCache, check_min_similarity
 
     command: list[str] | None = ctx.obj
@@ -104,9 +140,14 @@ def ask(
     if min_similarity is not None:
         check_min_similarity(min_similarity)
     options = AskOptions(
-        command=command, stdin=stdin, min_similarity=min_similarity,
-        ttl=parse_duration(ttl, "--ttl"), refresh=refresh, no_store=no_store,
-        lookup_only=lookup_only, timeout=parse_duration(timeout, "--timeout"),
+        command=command,
+        stdin=stdin,
+        min_similarity=min_similarity,
+        ttl=parse_duration(ttl, "--ttl"),
+        refresh=refresh,
+        no_store=no_store,
+        lookup_only=lookup_only,
+        timeout=parse_duration(timeout, "--timeout"),
     )
     text = _read_question(question)
     if not text.strip():

@@ -30,9 +30,7 @@ def sqlite_module() -> ModuleType:
     try:
         import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
     except ImportError:
-        raise StoreError(
-            "this Python's sqlite3 cannot load extensions; install pysqlite3-binary"
-        ) from None
+        raise StoreError("this Python's sqlite3 cannot load extensions; install pysqlite3-binary") from None
     return pysqlite3
 
 
@@ -67,8 +65,9 @@ def connect(path: Path) -> Any:
     except OSError as exc:
         raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
-        conn = sqlite.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                              check_same_thread=False)
+        conn = sqlite.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
     except sqlite.Error as exc:
         raise StoreError(f"cannot open cache file {path}: {exc}") from None
     try:
@@ -129,8 +128,9 @@ def migrate(conn: Any, sqlite: ModuleType) -> list[str]:
         applied = set(_applied(conn))
         unknown = applied - {name for name, _ in wanted}
         if unknown:
+            newest = sorted(unknown)[-1]
             raise StoreError(
-                f"this cache was written by a newer thrift (migration {sorted(unknown)[-1]}); upgrade thrift-cli"
+                f"this cache was written by a newer thrift (migration {newest}); upgrade thrift-cli"
             )
         done = []
         for name, sql in wanted:
@@ -165,6 +165,7 @@ def _statements(sql: str, sqlite: ModuleType) -> list[str]:
             if current.strip():
                 statements.append(current.strip())
             current = ""
-    if current.strip() and not all(l.strip().startswith("--") or not l.strip() for l in current.splitlines()):
+    leftover = [line for line in current.splitlines() if line.strip() and not line.strip().startswith("--")]
+    if leftover:
         raise StoreError("a schema file ends with an incomplete statement")
     return statements

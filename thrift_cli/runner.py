@@ -37,8 +37,9 @@ class RunResult:
     reader_gone: bool = False  # our stdout was closed (e.g. `| head -1`)
 
 
-def run_command(argv: list[str], *, stdin_data: bytes | None, out_fd: int | None,
-                timeout: float | None) -> RunResult:
+def run_command(
+    argv: list[str], *, stdin_data: bytes | None, out_fd: int | None, timeout: float | None
+) -> RunResult:
     """Run `argv`, copy its stdout to `out_fd` as it arrives and return all of it.
 
     Its stderr is inherited (passes straight through). Without `stdin_data` its stdin is
@@ -122,7 +123,7 @@ def write_all(fd: int, data: bytes) -> bool:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         return False
     return True

@@ -19,16 +19,25 @@ import numpy as np
 
 from thrift_cli import db, vectors
 from thrift_cli.errors import StoreError
-from thrift_cli.models import Candidate, CacheEntry, Event
+from thrift_cli.models import CacheEntry, Candidate, Event
 from thrift_cli.tiers.base import Tier
 
-_ENTRY_COLUMNS = "id, namespace, question, question_hash, answer, created_at, last_hit_at, hit_count, expires_at"
+_ENTRY_COLUMNS = (
+    "id, namespace, question, question_hash, answer, created_at, last_hit_at, hit_count, expires_at"
+)
 
 
 def _entry(row: tuple[Any, ...]) -> CacheEntry:
     return CacheEntry(
-        id=row[0], namespace=row[1], question=row[2], question_hash=row[3], answer=row[4],
-        created_at=row[5], last_hit_at=row[6], hit_count=row[7], expires_at=row[8],
+        id=row[0],
+        namespace=row[1],
+        question=row[2],
+        question_hash=row[3],
+        answer=row[4],
+        created_at=row[5],
+        last_hit_at=row[6],
+        hit_count=row[7],
+        expires_at=row[8],
     )
 
 
@@ -100,8 +109,18 @@ class SQLiteStore(Tier):
                 conn.execute("DELETE FROM entries WHERE rowid = ?", (old[0],))
             cur = conn.execute(
                 f"INSERT INTO entries ({_ENTRY_COLUMNS}, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (entry.id, entry.namespace, entry.question, entry.question_hash, entry.answer,
-                 entry.created_at, entry.last_hit_at, entry.hit_count, entry.expires_at, blob),
+                (
+                    entry.id,
+                    entry.namespace,
+                    entry.question,
+                    entry.question_hash,
+                    entry.answer,
+                    entry.created_at,
+                    entry.last_hit_at,
+                    entry.hit_count,
+                    entry.expires_at,
+                    blob,
+                ),
             )
             conn.execute(
                 "INSERT INTO entry_vectors (rowid, namespace, embedding) VALUES (?, ?, ?)",
@@ -160,8 +179,9 @@ class SQLiteStore(Tier):
         if namespace is None:
             rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY rowid")
         else:
-            rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE namespace = ? ORDER BY rowid",
-                              (namespace,))
+            rows = self._read(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE namespace = ? ORDER BY rowid", (namespace,)
+            )
         return [_entry(r) for r in rows]
 
     def events(self) -> list[Event]:
@@ -176,8 +196,18 @@ class SQLiteStore(Tier):
         conn.execute(
             "INSERT INTO events (at, namespace, tier, similarity, latency_ms, answer_bytes, call_ms, "
             "outcome, entry_id, question_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e.at, e.namespace, e.tier, e.similarity, e.latency_ms, e.answer_bytes, e.call_ms,
-             e.outcome, e.entry_id, e.question_hash),
+            (
+                e.at,
+                e.namespace,
+                e.tier,
+                e.similarity,
+                e.latency_ms,
+                e.answer_bytes,
+                e.call_ms,
+                e.outcome,
+                e.entry_id,
+                e.question_hash,
+            ),
         )
 
     @staticmethod

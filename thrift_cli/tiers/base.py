@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
-
 from typing import TYPE_CHECKING
 
-from thrift_cli.models import Candidate, CacheEntry, Event
+from thrift_cli.models import CacheEntry, Candidate, Event
 
 if TYPE_CHECKING:
     import numpy as np

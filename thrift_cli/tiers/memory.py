@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from thrift_cli.models import Candidate, CacheEntry, Event
+from thrift_cli.models import CacheEntry, Candidate, Event
 from thrift_cli.tiers.base import Tier
 
 

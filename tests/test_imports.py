@@ -1,0 +1,38 @@
+"""The exact-hit path must stay light: no model, no torch, no shells' heavy deps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = [
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "presidio_analyzer",
+    "textual",
+    "fastapi",
+    "supabase",
+    "thrift_cli.minilm",
+    "tokenizers",
+]
+
+
+def test_import_thrift_cli_is_light():
+    code = f"import sys, thrift_cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_exact_hit_through_the_cli_loads_no_model(fake_llm, isolated_env):
+    ask = ["ask", "What is RAG?", "--", *fake_llm.command()]
+    code = (
+        "import sys; from thrift_cli.cli import main; rc = main(sys.argv[1:]); "
+        f"sys.stderr.write(repr([m for m in {HEAVY!r} if m in sys.modules]) + '\\n'); sys.exit(rc)"
+    )
+    first = subprocess.run([sys.executable, "-c", code, *ask], capture_output=True, text=True)
+    assert first.returncode == 0 and "thrift_cli.minilm" in first.stderr  # a miss embeds
+    second = subprocess.run([sys.executable, "-c", code, *ask], capture_output=True, text=True)
+    assert second.returncode == 0
+    assert second.stderr.strip().splitlines()[-1] == "[]"
+    assert len(fake_llm.calls) == 1

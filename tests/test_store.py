@@ -114,3 +114,9 @@ def test_not_a_database(tmp_path):
     with pytest.raises(StoreError, match="corrupt"):
         SQLiteStore(path)
     assert path.read_bytes() == b"garbage" * 1000
+
+
+def test_the_sqlite_module_chosen_can_load_extensions(monkeypatch):
+    assert hasattr(db.sqlite_module().Connection, "enable_load_extension")
+    monkeypatch.setenv("THRIFT_SQLITE", "pysqlite3")
+    assert db.sqlite_module().__name__ == "pysqlite3.dbapi2"

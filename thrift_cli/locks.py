@@ -42,7 +42,7 @@ def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None)
             if got:
                 lock.release()
         return
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -72,15 +72,30 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarr
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    # BERT's exact (erf) GELU. numpy has no erf; this rational approximation (Abramowitz
-    # and Stegun 7.1.26, |error| < 1.5e-7) keeps vectors within 1e-6 of torch's.
-    z = x / np.sqrt(np.float32(2.0))
-    sign = np.sign(z)
+    """BERT's exact (erf) GELU, in place where it can be: the widest activation of the model.
+
+    numpy has no erf; this rational approximation (Abramowitz and Stegun 7.1.26,
+    |error| < 1.5e-7) keeps vectors within 1e-6 of torch's.
+    """
+    z = np.multiply(x, np.float32(0.7071067811865476))
     a = np.abs(z)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    erf = sign * (1.0 - poly * np.exp(-a * a))
-    return (0.5 * x * (1.0 + erf)).astype(np.float32, copy=False)
+    t = np.multiply(a, np.float32(0.3275911))
+    t += 1
+    np.reciprocal(t, out=t)
+    p = np.multiply(t, np.float32(1.061405429))
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        p += np.float32(c)
+        p *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    p *= a  # 1 - erf(|z|)
+    np.subtract(1, p, out=p)
+    np.copysign(p, z, out=p)  # erf(z)
+    p += 1
+    p *= x
+    p *= np.float32(0.5)
+    return p
 
 
 class MiniLMEmbedder:
@@ -148,6 +163,9 @@ class MiniLMEmbedder:
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
         heads, head_dim = 12, DIM // 12
         scale = np.float32(1.0 / np.sqrt(head_dim))
+        # Dense layers run on 2-D (tokens, features) arrays: numpy sends those to BLAS
+        # gemm, while a 3-D @ 2-D product is ~10x slower.
+        x = x.reshape(n * seq, DIM)
         for qkv_w, qkv_b, out_w, out_b, norm1, in_w, in_b, ff_w, ff_b, norm2 in self._layers:
             qkv = (x @ qkv_w + qkv_b).reshape(n, seq, 3, heads, head_dim)
             q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
@@ -155,10 +173,11 @@ class MiniLMEmbedder:
             scores -= scores.max(axis=-1, keepdims=True)
             probs = np.exp(scores)
             probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(n, seq, DIM)
+            context = (probs @ v).transpose(0, 2, 1, 3).reshape(n * seq, DIM)
             x = _layer_norm(context @ out_w + out_b + x, *norm1)
             hidden = _gelu(x @ in_w + in_b)
             x = _layer_norm(hidden @ ff_w + ff_b + x, *norm2)
+        x = x.reshape(n, seq, DIM)
         pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -207,3 +207,20 @@ def test_non_utf8_answer_is_passed_through_but_not_stored(thrift, tmp_path):
     ran = thrift("ask", "--json", "Give bytes", "--", sys.executable, str(script))
     assert ran.code == 0 and ran.stdout == b"\xff\xfe raw"
     assert ran.report["not_stored_because"] == "answer is not UTF-8 text"
+
+
+def test_the_command_gets_the_users_environment(thrift, tmp_path):
+    # thrift runs its own math single-threaded; the LLM command must not inherit that.
+    script = tmp_path / "env.py"
+    script.write_text(
+        "import os; print(os.environ.get('OMP_NUM_THREADS', 'unset'), os.environ.get('MY_VAR'))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    proc = subprocess.run(
+        [*thrift_executable(), "ask", "Which env?", "--", sys.executable, str(script)],
+        capture_output=True,
+        env={**env, "MY_VAR": "kept"},
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert proc.stdout == b"unset kept\n", proc.stderr

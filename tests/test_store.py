@@ -120,3 +120,36 @@ def test_the_sqlite_module_chosen_can_load_extensions(monkeypatch):
     assert hasattr(db.sqlite_module().Connection, "enable_load_extension")
     monkeypatch.setenv("THRIFT_SQLITE", "pysqlite3")
     assert db.sqlite_module().__name__ == "pysqlite3.dbapi2"
+
+
+def test_memory_index_follows_other_connections(tmp_path):
+    reader = SQLiteStore(tmp_path / "cache.db", memory_index=True)
+    writer = SQLiteStore(tmp_path / "cache.db")
+    bread, v_bread = entry("how to bake bread")
+    tax, v_tax = entry("tax rules in france")
+    writer.store(bread, v_bread)
+    assert [c.entry.question for c in reader.search("ns", v_bread, 5, now=0)] == ["how to bake bread"]
+    writer.store(tax, v_tax)  # another connection adds: the reader sees it
+    assert reader.search("ns", v_tax, 1, now=0)[0].entry.question == "tax rules in france"
+    writer.delete(bread.id)  # ... and deletes
+    assert [c.entry.question for c in reader.search("ns", v_bread, 5, now=0)] == ["tax rules in france"]
+    replaced = CacheEntry("ns", "tax rules in france", tax.question_hash, "new answer")
+    writer.store(replaced, v_tax, replace=True)  # ... and replaces
+    (only,) = reader.search("ns", v_tax, 5, now=0)
+    assert only.entry.answer == "new answer"
+    own, v_own = entry("how to bake sourdough bread")
+    reader.store(own, v_own)  # its own writes too
+    assert reader.search("ns", v_own, 1, now=0)[0].entry.id == own.id
+
+
+def test_memory_index_and_sqlite_vec_agree(tmp_path):
+    disk = SQLiteStore(tmp_path / "cache.db")
+    memory = SQLiteStore(tmp_path / "cache.db", memory_index=True)
+    questions = [f"item{i} group{i % 7} batch{i % 11}" for i in range(200)]
+    disk.store_many([entry(q) for q in questions])
+    for q in ["item3 group3 batch3 extra", "item42 group0", "item150 batch7 other words"]:
+        v = EMBED.embed([q])[0]
+        a, b = disk.search("ns", v, 5, now=0), memory.search("ns", v, 5, now=0)
+        assert [c.similarity for c in a] == pytest.approx([c.similarity for c in b], abs=1e-5)
+        assert a[0].similarity > a[1].similarity + 1e-4  # no tie at the top ...
+        assert a[0].entry.id == b[0].entry.id  # ... so both must find the same best entry

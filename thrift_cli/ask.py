@@ -21,6 +21,7 @@ class AskOptions:
     no_store: bool = False
     lookup_only: bool = False
     timeout: float | None = None
+    env: dict[str, str] | None = None  # the command's environment; None: ours
 
 
 @dataclass
@@ -62,6 +63,7 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
             stdin_data=query.question.encode() if options.stdin else None,
             out_fd=out_fd,
             timeout=options.timeout,
+            env=options.env,
         )
         result = _miss(look, run.exit_code)
         result.call_ms, result.answer_bytes = run.duration_ms, len(run.output)

@@ -28,6 +28,8 @@ DEFAULT_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
 # How many nearest entries the semantic tier fetches; the best live one decides.
 SEARCH_K = 5
+# Texts per embedding pass and per write transaction in bulk operations.
+EMBED_BATCH = 256
 
 
 def check_min_similarity(value: float) -> float:
@@ -84,6 +86,7 @@ class SemanticCache:
         ttl: float | None = None,
         tier: Tier | None = None,
         embedder: Embedder | None = None,
+        memory_index: bool = True,
     ) -> None:
         if min_similarity is not None and threshold is not None and min_similarity != threshold:
             raise UsageError("min_similarity and threshold are the same setting; pass one")
@@ -97,7 +100,7 @@ class SemanticCache:
             from thrift_cli.store import SQLiteStore
 
             path = db_path(home)
-            tier = SQLiteStore(path)
+            tier = SQLiteStore(path, memory_index=memory_index)
             self._lock_dir: Path | None = path.parent / "locks"
         else:
             self._lock_dir = None
@@ -128,6 +131,15 @@ class SemanticCache:
     def query(self, question: str) -> Query:
         return Query(self, question)
 
+    def queries(self, questions: list[str]) -> list[Query]:
+        """Prepare many questions at once: one batched embedding pass for all of them."""
+        prepared = [Query(self, q) for q in questions]
+        for start in range(0, len(prepared), EMBED_BATCH):
+            chunk = prepared[start : start + EMBED_BATCH]
+            for query, vector in zip(chunk, self.embedder.embed([q.question for q in chunk]), strict=True):
+                query._vector = vector
+        return prepared
+
     def lookup(self, question: str | Query) -> CacheHit | None:
         """The cached answer for `question` or a paraphrase of it, else None. Records an event."""
         look = self.explain(question)
@@ -156,11 +168,30 @@ class SemanticCache:
         """Store `answer` for `question`. An existing entry for the same question is kept
         unless `replace`; the entry now in the cache is returned."""
         query = question if isinstance(question, Query) else self.query(question)
+        entry = self._entry(query, answer, ttl)
+        return self.tier.store(entry, query.vector, replace=replace)
+
+    def store_many(self, pairs: list[tuple[str, str]], *, ttl: float | None = None) -> list[CacheEntry]:
+        """Store (question, answer) pairs: embedded in batches, each batch one transaction.
+        Questions already stored keep their answer."""
+        stored: list[CacheEntry] = []
+        for start in range(0, len(pairs), EMBED_BATCH):
+            chunk = pairs[start : start + EMBED_BATCH]
+            queries = self.queries([q for q, _ in chunk])
+            entries = [
+                self._entry(query, answer, ttl) for query, (_, answer) in zip(queries, chunk, strict=True)
+            ]
+            stored += self.tier.store_many(
+                [(entry, query.vector) for entry, query in zip(entries, queries, strict=True)]
+            )
+        return stored
+
+    def _entry(self, query: Query, answer: str, ttl: float | None) -> CacheEntry:
         if not isinstance(answer, str) or not answer.strip():
             raise UsageError("the answer is empty or not a string; nothing stored")
         ttl = check_ttl(ttl) if ttl is not None else self.ttl
         now = time.time()
-        entry = CacheEntry(
+        return CacheEntry(
             namespace=query.namespace,
             question=query.question,
             question_hash=query.key,
@@ -168,7 +199,6 @@ class SemanticCache:
             created_at=now,
             expires_at=None if ttl is None else now + ttl,
         )
-        return self.tier.store(entry, query.vector, replace=replace)
 
     def get_or_call(self, question: str, fn: Callable[[str], str]) -> str:
         """The cached answer, or `fn(question)` stored for next time (ThriftLM's wrapper)."""

@@ -38,7 +38,12 @@ class RunResult:
 
 
 def run_command(
-    argv: list[str], *, stdin_data: bytes | None, out_fd: int | None, timeout: float | None
+    argv: list[str],
+    *,
+    stdin_data: bytes | None,
+    out_fd: int | None,
+    timeout: float | None,
+    env: dict[str, str] | None = None,
 ) -> RunResult:
     """Run `argv`, copy its stdout to `out_fd` as it arrives and return all of it.
 
@@ -54,6 +59,7 @@ def run_command(
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             start_new_session=True,
+            env=env,
         )
     except FileNotFoundError:
         raise RunnerError(f"command not found: {argv[0]}", NOT_FOUND_EXIT) from None

@@ -19,6 +19,7 @@ import numpy as np
 
 from thrift_cli import db, vectors
 from thrift_cli.errors import StoreError
+from thrift_cli.index import VectorIndex
 from thrift_cli.models import CacheEntry, Candidate, Event
 from thrift_cli.tiers.base import Tier
 
@@ -44,11 +45,16 @@ def _entry(row: tuple[Any, ...]) -> CacheEntry:
 class SQLiteStore(Tier):
     name = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory_index: bool = False) -> None:
+        """`memory_index`: search a numpy copy of each namespace's vectors, kept in step
+        with the file, instead of asking sqlite-vec (for processes that search often)."""
         self.path = path
         self._sqlite = db.sqlite_module()
         self._conn = db.connect(path)
         self._lock = threading.RLock()  # one connection, shared by an application's threads
+        self._memory_index = memory_index
+        self._indexes: dict[str, VectorIndex] = {}
+        self._seen_version: int | None = None  # PRAGMA data_version the indexes reflect
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -86,6 +92,8 @@ class SQLiteStore(Tier):
         return _entry(rows[0]) if rows else None
 
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        if self._memory_index:
+            return self._search_memory(namespace, vector, k, now)
         rows = self._read(
             "WITH knn AS (SELECT rowid, distance FROM entry_vectors "
             "  WHERE embedding MATCH ? AND k = ? AND namespace = ?) "
@@ -95,37 +103,95 @@ class SQLiteStore(Tier):
         )
         return [Candidate(_entry(row[:9]), 1.0 - float(row[9])) for row in rows]
 
+    def _search_memory(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        with self._lock:
+            index = self._synced_index(namespace)
+            found = index.search(vector, k)
+            if not found:
+                return []
+            marks = ",".join("?" * len(found))
+            rows = self._read(
+                f"SELECT rowid, {_ENTRY_COLUMNS} FROM entries WHERE rowid IN ({marks}) "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (*[row_id for row_id, _ in found], now),
+            )
+        by_id = {row[0]: _entry(row[1:]) for row in rows}
+        return [Candidate(by_id[row_id], score) for row_id, score in found if row_id in by_id]
+
+    def _synced_index(self, namespace: str) -> VectorIndex:
+        """The namespace's memory index, brought up to date with the file.
+
+        `PRAGMA data_version` changes when another connection commits; then rows past the
+        index's highest id are appended (ids only grow: AUTOINCREMENT), and a count that
+        still differs means rows were deleted, so the namespace is reloaded.
+        """
+        version = self._read("PRAGMA data_version")[0][0]
+        index = self._indexes.get(namespace)
+        if index is not None and version == self._seen_version:
+            return index
+        if index is None:
+            index = self._indexes[namespace] = VectorIndex(self._dim())
+        for row_id, blob in self._read(
+            "SELECT rowid, embedding FROM entries WHERE namespace = ? AND rowid > ? ORDER BY rowid",
+            (namespace, index.max_id),
+        ):
+            index.add(row_id, vectors.decode(blob))
+        count = self._read("SELECT count(*) FROM entries WHERE namespace = ?", (namespace,))[0][0]
+        if count != len(index):
+            del self._indexes[namespace]
+            return self._synced_index(namespace)
+        if self._seen_version != version:
+            # Other namespaces' indexes may be stale too: drop them, they reload on use.
+            self._indexes = {namespace: index}
+        self._seen_version = version
+        return index
+
+    def _dim(self) -> int:
+        rows = self._read("SELECT length(embedding) FROM entries LIMIT 1")
+        return rows[0][0] // 4 if rows else 384
+
     def store(self, entry: CacheEntry, vector: np.ndarray, *, replace: bool = False) -> CacheEntry:
-        blob = vectors.encode(vector)
+        return self.store_many([(entry, vector)], replace=replace)[0]
+
+    def store_many(
+        self, items: list[tuple[CacheEntry, np.ndarray]], *, replace: bool = False
+    ) -> list[CacheEntry]:
+        """Store entries in one transaction; return what is stored for each."""
         with self._write() as conn:
             self._purge_expired(conn, time.time())
-            old = conn.execute(
-                f"SELECT rowid, {_ENTRY_COLUMNS} FROM entries WHERE question_hash = ?", (entry.question_hash,)
-            ).fetchone()
-            if old is not None and not replace:
-                return _entry(old[1:])
-            if old is not None:
-                conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (old[0],))
-                conn.execute("DELETE FROM entries WHERE rowid = ?", (old[0],))
-            cur = conn.execute(
-                f"INSERT INTO entries ({_ENTRY_COLUMNS}, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.id,
-                    entry.namespace,
-                    entry.question,
-                    entry.question_hash,
-                    entry.answer,
-                    entry.created_at,
-                    entry.last_hit_at,
-                    entry.hit_count,
-                    entry.expires_at,
-                    blob,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO entry_vectors (rowid, namespace, embedding) VALUES (?, ?, ?)",
-                (cur.lastrowid, entry.namespace, blob),
-            )
+            stored = [self._insert(conn, entry, vector, replace) for entry, vector in items]
+        self._seen_version = None  # our own writes: re-sync the memory index on next search
+        return stored
+
+    def _insert(self, conn: Any, entry: CacheEntry, vector: np.ndarray, replace: bool) -> CacheEntry:
+        blob = vectors.encode(vector)
+        old = conn.execute(
+            f"SELECT rowid, {_ENTRY_COLUMNS} FROM entries WHERE question_hash = ?", (entry.question_hash,)
+        ).fetchone()
+        if old is not None and not replace:
+            return _entry(old[1:])
+        if old is not None:
+            conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (old[0],))
+            conn.execute("DELETE FROM entries WHERE rowid = ?", (old[0],))
+        cur = conn.execute(
+            f"INSERT INTO entries ({_ENTRY_COLUMNS}, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.id,
+                entry.namespace,
+                entry.question,
+                entry.question_hash,
+                entry.answer,
+                entry.created_at,
+                entry.last_hit_at,
+                entry.hit_count,
+                entry.expires_at,
+                blob,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO entry_vectors (rowid, namespace, embedding) VALUES (?, ?, ?)",
+            (cur.lastrowid, entry.namespace, blob),
+        )
         return entry
 
     def delete(self, entry_id: str) -> bool:
@@ -135,7 +201,8 @@ class SQLiteStore(Tier):
                 return False
             conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (row[0],))
             conn.execute("DELETE FROM entries WHERE rowid = ?", (row[0],))
-            return True
+        self._seen_version = None
+        return True
 
     def touch(self, entry_id: str, now: float) -> None:
         with self._write() as conn:

@@ -3,7 +3,7 @@
 
 -- One row per cached answer. `rowid` links an entry to its vector in entry_vectors.
 CREATE TABLE entries (
-    rowid         INTEGER PRIMARY KEY,
+    rowid         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: in-memory indexes key on it
     id            TEXT    NOT NULL UNIQUE,          -- UUID, stable across machines
     namespace     TEXT    NOT NULL,
     question      TEXT    NOT NULL,

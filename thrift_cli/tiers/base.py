@@ -26,6 +26,12 @@ class Tier(ABC):
         """Keep `entry`. If its key is taken, keep the old one (or replace it) and return
         the entry that is now stored."""
 
+    def store_many(
+        self, items: list[tuple[CacheEntry, np.ndarray]], *, replace: bool = False
+    ) -> list[CacheEntry]:
+        """Store several entries; a tier that can should do it in one transaction."""
+        return [self.store(entry, vector, replace=replace) for entry, vector in items]
+
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
         """Up to `k` live entries of `namespace`, most similar first. Default: no index."""
         return []

@@ -109,3 +109,12 @@ def test_a_cache_never_mixes_embedding_models(tmp_path):
     SemanticCache(home=tmp_path, embedder=HashEmbedder()).store("What is RAG?", "r.a.g.")
     with pytest.raises(StoreError, match="vectors come from"):
         SemanticCache(home=tmp_path).lookup("Tell me about retrieval")
+
+
+def test_bad_namespace_and_unencodable_answers():
+    with pytest.raises(UsageError, match="namespace"):
+        SemanticCache(namespace=5, tier=MemoryTier(), embedder=HashEmbedder())  # type: ignore[arg-type]
+    cache = memory_cache()
+    broken = "half a surrogate \ud800"
+    assert cache.get_or_call("What is RAG?", lambda q: broken) == broken  # paid for: returned
+    assert cache.lookup("What is RAG?") is None  # ... but never stored

@@ -113,6 +113,7 @@ def test_timeout_kills_the_command_and_stores_nothing(thrift, fake_llm):
         "ask", "--json", "--timeout", "1", "Slow question", "--", *fake_llm.command("--sleep", "30")
     )
     assert slow.code == 124
+    assert "thrift: the command timed out after 1 s; nothing stored" in slow.stderr
     assert time.monotonic() - started < 20
     assert slow.report["not_stored_because"] == "timed out"
     thrift("ask", "--timeout", "1", "Slow question", "--", *fake_llm.command("--sleep", "30"))
@@ -137,16 +138,19 @@ def test_lookup_only_never_calls_and_exits_3_on_a_miss(thrift, fake_llm):
     assert by_name.code == 3
 
 
-def test_refresh_calls_again_and_replaces_the_paraphrase_it_would_have_served(thrift, fake_llm):
+def test_refresh_calls_again_and_replaces_the_questions_own_answer(thrift, fake_llm):
     thrift("ask", "How do I learn to code quickly?", "--", *fake_llm.command())
     fresh = thrift("ask", "--json", "--refresh", "How can I learn to code fast?", "--", *fake_llm.command())
     assert fresh.code == 0 and fresh.report["stored"] is True
     assert fresh.stdout == answer("How can I learn to code fast?")
-    # The old entry is gone: its own question now gets the refreshed answer.
+    # Both questions now have their own answer: the paraphrase's entry was not deleted.
     old = thrift("ask", "--json", "How do I learn to code quickly?", "--", *fake_llm.command())
-    assert old.report["tier"] == "semantic"
-    assert old.stdout == answer("How can I learn to code fast?")
-    assert len(fake_llm.calls) == 2
+    assert old.report["tier"] == "exact" and old.stdout == answer("How do I learn to code quickly?")
+    new = thrift("ask", "--json", "How can I learn to code fast?", "--", *fake_llm.command("--model", "x"))
+    assert new.report["tier"] == "miss"  # another command line: another namespace
+    again = thrift("ask", "--json", "--refresh", "How can I learn to code fast?", "--", *fake_llm.command())
+    assert again.report["stored"] is True
+    assert [e for e in fake_llm.calls].count("How can I learn to code fast?") == 3
 
 
 def test_ttl_expires_an_entry(thrift, fake_llm):

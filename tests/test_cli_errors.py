@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 
 import pytest
+from conftest import thrift_executable
 
 
 def assert_one_line(ran, code: int, *words: str) -> None:
@@ -117,3 +119,50 @@ def test_cache_from_a_newer_thrift_is_refused_untouched(thrift, fake_llm, isolat
     ran = thrift("ask", "Q one", "--", *fake_llm.command())
     assert_one_line(ran, 1, "newer thrift")
     assert _digest(isolated_env / "cache.db") == before
+
+
+def test_question_with_a_nul_byte(thrift, fake_llm):
+    ran = thrift("ask", "--", *fake_llm.command(), input=b"What is\x00 this?")
+    assert_one_line(ran, 2, "NUL", "--stdin")
+    piped = thrift("ask", "--stdin", "--", *fake_llm.command("--stdin"), input=b"What is\x00 this?")
+    assert piped.code == 0, piped.stderr
+
+
+def test_question_too_long_for_an_argument(thrift, fake_llm):
+    ran = thrift("ask", "--", *fake_llm.command(), input=("why " * 100_000).encode())
+    assert_one_line(ran, 2, "--stdin")
+
+
+def test_closed_stdout(fake_llm, isolated_env):
+    shell = " ".join([*thrift_executable(), "ask", "'Q closed'", "--", *fake_llm.command()]) + " >&-"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr
+
+
+def test_full_disk_on_stdout_is_one_line_and_exit_1(fake_llm, isolated_env):
+    shell = " ".join([*thrift_executable(), "ask", "'Q full'", "--", *fake_llm.command()]) + " > /dev/full"
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == ["thrift: cannot write the answer to stdout: No space left on device"]
+
+
+def test_foreign_sqlite_file_is_refused_untouched(thrift, fake_llm, isolated_env):
+    from thrift_cli import db as thrift_db
+
+    isolated_env.mkdir()
+    conn = thrift_db.sqlite_module().connect(str(isolated_env / "cache.db"))
+    conn.execute("CREATE TABLE recipes (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = _digest(isolated_env / "cache.db")
+    ran = thrift("ask", "Q?", "--", *fake_llm.command())
+    assert_one_line(ran, 1, "not a thrift cache")
+    assert _digest(isolated_env / "cache.db") == before
+
+
+def test_lock_directory_that_is_a_file(thrift, fake_llm, isolated_env):
+    assert thrift("ask", "Q one", "--", *fake_llm.command()).code == 0
+    (isolated_env / "locks").rename(isolated_env / "locks.old")
+    (isolated_env / "locks").write_text("in the way")
+    assert_one_line(thrift("ask", "Q two", "--", *fake_llm.command()), 1, "lock directory")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import thrift_executable
 from test_cli_ask import answer
 
@@ -91,7 +92,8 @@ def test_killed_mid_call_stores_nothing_and_frees_the_question(thrift, fake_llm,
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_sigterm_ends_the_command_too(fake_llm, isolated_env, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_ends_the_command_too(fake_llm, isolated_env, tmp_path, sig):
     pid_file = tmp_path / "child.pid"
     script = tmp_path / "sleeper.sh"
     script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
@@ -107,9 +109,9 @@ def test_sigterm_ends_the_command_too(fake_llm, isolated_env, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     child = int(pid_file.read_text())
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143 and b"Traceback" not in err
+    assert proc.returncode == 128 + sig and b"Traceback" not in err
     time.sleep(0.2)
     try:
         os.kill(child, 0)

@@ -7,6 +7,11 @@ def test_normalize_ignores_case_spacing_and_trailing_punctuation():
     assert normalize("ﬁle ＡＢＣ") == "file abc"  # NFKC
 
 
+def test_punctuation_only_questions_stay_apart():
+    assert normalize("???") != normalize("!!!")
+    assert exact_key("ns", "???") != exact_key("ns", "!!!")
+
+
 def test_normalize_keeps_what_changes_meaning():
     assert normalize("What is 2+2?") != normalize("What is 2+3?")
     assert normalize("Is it safe?") != normalize("Is it not safe?")

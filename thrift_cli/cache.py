@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thrift_cli import keys, locks
+from thrift_cli import guards, keys, locks
 from thrift_cli.errors import StoreError, UsageError
 from thrift_cli.home import db_path
-from thrift_cli.models import CacheEntry, CacheHit, Event, Lookup
+from thrift_cli.models import CacheEntry, CacheHit, Event, Lookup, Veto
 from thrift_cli.tiers.base import Tier
 
 if TYPE_CHECKING:
@@ -44,6 +44,17 @@ def check_ttl(value: float | None) -> float | None:
     return value
 
 
+def storable(answer: object) -> bool:
+    """A non-empty string that can be written as UTF-8 (no lone surrogates)."""
+    if not isinstance(answer, str) or not answer.strip():
+        return False
+    try:
+        answer.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Query:
     """A question prepared for lookup: cleaned, keyed, and embedded at most once."""
 
@@ -53,6 +64,8 @@ class Query:
         self.question = question.strip()
         if not self.question:
             raise UsageError("the question is empty")
+        if not storable(self.question):
+            raise UsageError("the question is not valid text")
         self.namespace = cache.namespace
         self.key = keys.exact_key(self.namespace, self.question)
         self._cache = cache
@@ -87,13 +100,14 @@ class SemanticCache:
         tier: Tier | None = None,
         embedder: Embedder | None = None,
         memory_index: bool = True,
+        guards: bool = True,
     ) -> None:
         if min_similarity is not None and threshold is not None and min_similarity != threshold:
             raise UsageError("min_similarity and threshold are the same setting; pass one")
         chosen = min_similarity if min_similarity is not None else threshold
         self.min_similarity = check_min_similarity(DEFAULT_MIN_SIMILARITY if chosen is None else chosen)
-        if namespace is not None and not namespace.strip():
-            raise UsageError("the namespace is empty")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
+            raise UsageError(f"the namespace must be a non-empty string, got {namespace!r}")
         self.namespace = namespace or (keys.api_key_namespace(api_key) if api_key else DEFAULT_NAMESPACE)
         self.ttl = check_ttl(ttl)
         if tier is None:
@@ -105,6 +119,7 @@ class SemanticCache:
         else:
             self._lock_dir = None
         self.tier = tier
+        self.guards = guards
         self._embedder = embedder
         self._model_checked = False
 
@@ -152,15 +167,24 @@ class SemanticCache:
         floor = self.min_similarity if min_similarity is None else check_min_similarity(min_similarity)
         start, now = time.perf_counter(), time.time()
         hit, best = None, None
+        vetoes: list[Veto] = []
         entry = self.tier.lookup(query.key, now)
         if entry is not None:
             hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start))
         else:
             candidates = self.tier.search(query.namespace, query.vector, SEARCH_K, now)
             best = candidates[0] if candidates else None
-            if best is not None and best.similarity >= floor:
-                hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start))
-        return Lookup(query.namespace, query.key, hit, best, _ms(start))
+            for candidate in candidates:
+                if candidate.similarity < floor:
+                    break
+                guard = guards.veto(query.question, candidate.entry.question) if self.guards else None
+                if guard is None:
+                    hit = CacheHit(
+                        candidate.entry.answer, "semantic", candidate.similarity, candidate.entry, _ms(start)
+                    )
+                    break
+                vetoes.append(Veto(candidate.entry.question, candidate.similarity, guard))
+        return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes))
 
     def store(
         self, question: str | Query, answer: str, *, ttl: float | None = None, replace: bool = False
@@ -187,8 +211,8 @@ class SemanticCache:
         return stored
 
     def _entry(self, query: Query, answer: str, ttl: float | None) -> CacheEntry:
-        if not isinstance(answer, str) or not answer.strip():
-            raise UsageError("the answer is empty or not a string; nothing stored")
+        if not storable(answer):
+            raise UsageError("the answer is empty or not valid text; nothing stored")
         ttl = check_ttl(ttl) if ttl is not None else self.ttl
         now = time.time()
         return CacheEntry(
@@ -218,12 +242,12 @@ class SemanticCache:
                     if not isinstance(answer, str):
                         self.record(look, outcome="failed", call_ms=call_ms)
                         raise TypeError(f"fn must return str, got {type(answer).__name__}")
-                    stored = self.store(query, answer) if answer.strip() else None
+                    stored = self.store(query, answer) if storable(answer) else None
                     self.record(
                         look,
                         outcome="stored" if stored else "empty",
                         call_ms=call_ms,
-                        answer_bytes=len(answer.encode()),
+                        answer_bytes=len(answer.encode("utf-8", "surrogatepass")),
                         entry_id=stored.id if stored else None,
                     )
                     return answer

@@ -156,7 +156,10 @@ def ask(
     ns = namespace or keys.command_namespace(command or [], stdin=stdin)
     # One search per process: sqlite-vec on disk beats loading every vector into memory.
     with SemanticCache(min_similarity=min_similarity, namespace=ns, memory_index=False) as cache:
-        result = run_ask(cache, text, options, sys.stdout.fileno())
+        # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
+        result = run_ask(cache, text, options, 1)
+    if result.error:
+        print(f"thrift: {result.error}", file=sys.stderr)
     _report(result, as_json=as_json, verbose=verbose)
     return result.exit_code
 
@@ -188,6 +191,11 @@ def _report(result: object, *, as_json: bool, verbose: bool) -> None:
             line += f", command ran {result.call_ms / 1000:.2f} s"
             line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
     print(f"{line} [namespace {result.namespace}]", file=sys.stderr)
+    for veto in result.vetoed or []:
+        guard, question, similarity = veto["guard"], veto["question"], veto["similarity"]
+        print(
+            f"thrift:   vetoed by the {guard} guard: {question!r} (similarity {similarity})", file=sys.stderr
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,11 +247,16 @@ def run() -> None:
             os.environ[var] = "1"
             _ADDED_ENV.add(var)
 
+    # A closed terminal (SIGHUP) ends the command as SIGTERM does: it runs in its own
+    # session, so nobody else would.
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     code = main()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader left (`| head -1`): silence the flush at exit, keep our exit code.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            # The reader left (`| head -1`) or stdout is gone: silence the flush at exit,
+            # keep our exit code.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     sys.exit(code)

@@ -74,7 +74,9 @@ def connect(path: Path) -> Any:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # Reading the schema first fails cleanly on a file that is not a database,
         # before anything (WAL mode included) is written to it.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and MIGRATIONS_TABLE not in tables:
+            raise StoreError("it is a SQLite database but not a thrift cache; refusing to change it")
         conn.enable_load_extension(True)
         conn.load_extension(vec_extension_path())
         conn.enable_load_extension(False)
@@ -82,6 +84,9 @@ def connect(path: Path) -> Any:
         # FULL: a committed answer survives a power cut, not only a crashed process.
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn, sqlite)
+    except StoreError as exc:
+        conn.close()
+        raise StoreError(f"cache file {path}: {exc}") from None
     except sqlite.DatabaseError as exc:
         conn.close()
         if "not a database" in str(exc) or "malformed" in str(exc):
@@ -118,20 +123,18 @@ def migrations() -> list[tuple[str, str]]:
 def migrate(conn: Any, sqlite: ModuleType) -> list[str]:
     """Apply pending migrations in one write transaction; return the names applied."""
     wanted = migrations()
-    if _applied(conn) == [name for name, _ in wanted]:
+    if _applied(conn) == {name for name, _ in wanted}:
         return []  # the common case: no write lock taken
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
         )
-        applied = set(_applied(conn))
+        applied = _applied(conn)
         unknown = applied - {name for name, _ in wanted}
         if unknown:
             newest = sorted(unknown)[-1]
-            raise StoreError(
-                f"this cache was written by a newer thrift (migration {newest}); upgrade thrift-cli"
-            )
+            raise StoreError(f"written by a newer thrift (migration {newest}); upgrade thrift-cli")
         done = []
         for name, sql in wanted:
             if name in applied:
@@ -147,14 +150,13 @@ def migrate(conn: Any, sqlite: ModuleType) -> list[str]:
     return done
 
 
-def _applied(conn: Any) -> list[str]:
+def _applied(conn: Any) -> set[str]:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
     ).fetchone()
     if not exists:
-        return []
-    rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}").fetchall()
-    return sorted((r[0] for r in rows), key=lambda n: int(n.split("_", 1)[0]))
+        return set()
+    return {str(r[0]) for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")}
 
 
 def _statements(sql: str, sqlite: ModuleType) -> list[str]:

@@ -25,7 +25,8 @@ def normalize(question: str) -> str:
     """
     text = unicodedata.normalize("NFKC", question).casefold()
     text = _SPACE.sub(" ", text).strip()
-    return _TRAILING_PUNCT.sub("", text)
+    # "???" and "!!!" stay apart: punctuation is dropped only from a question with words.
+    return _TRAILING_PUNCT.sub("", text) or text
 
 
 def exact_key(namespace: str, question: str) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from thrift_cli.errors import StoreError
+
 STRIPES = 4096
 _POLL_S = 0.02
 
@@ -42,8 +44,11 @@ def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None)
             if got:
                 lock.release()
         return
-    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot use the lock directory {lock_dir}: {exc.strerror or exc}") from None
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         got = False

@@ -53,6 +53,15 @@ class CacheHit:
 
 
 @dataclass(frozen=True)
+class Veto:
+    """A candidate close enough to be served that a guard refused."""
+
+    question: str
+    similarity: float
+    guard: str
+
+
+@dataclass(frozen=True)
 class Lookup:
     """Everything one lookup learned: the hit (if any) and the best candidate seen."""
 
@@ -61,6 +70,7 @@ class Lookup:
     hit: CacheHit | None
     best: Candidate | None
     latency_ms: float
+    vetoes: tuple[Veto, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import signal
@@ -35,6 +36,7 @@ class RunResult:
     duration_ms: float
     timed_out: bool = False
     reader_gone: bool = False  # our stdout was closed (e.g. `| head -1`)
+    write_error: str | None = None  # writing to our stdout failed otherwise (disk full)
 
 
 def run_command(
@@ -66,6 +68,10 @@ def run_command(
     except PermissionError:
         raise RunnerError(f"command is not executable: {argv[0]}", NOT_EXECUTABLE_EXIT) from None
     except OSError as exc:
+        if exc.errno == errno.E2BIG:
+            raise RunnerError(
+                "the question is too long for a command-line argument; use --stdin", 2
+            ) from None
         raise RunnerError(f"cannot run {argv[0]}: {exc.strerror or exc}", NOT_EXECUTABLE_EXIT) from None
 
     if stdin_data is not None:
@@ -90,7 +96,9 @@ def run_command(
                     break
                 chunks.append(chunk)
                 if out_fd is not None and not result.reader_gone:
-                    result.reader_gone = not write_all(out_fd, chunk)
+                    status = write_all(out_fd, chunk)
+                    result.reader_gone = status is not None
+                    result.write_error = status or None
         if result.timed_out:
             _kill(proc)
         else:
@@ -125,14 +133,18 @@ def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
             pass
 
 
-def write_all(fd: int, data: bytes) -> bool:
+def write_all(fd: int, data: bytes) -> str | None:
+    """Write all of `data`. None: written. "": the reader is gone (EPIPE, stdout closed),
+    which is not an error. Otherwise why writing failed ("No space left on device")."""
     view = memoryview(data)
     try:
         while view:
             view = view[os.write(fd, view) :]
-    except BrokenPipeError:
-        return False
-    return True
+    except OSError as exc:
+        if exc.errno in (errno.EPIPE, errno.EBADF):
+            return ""
+        return exc.strerror or str(exc)
+    return None
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

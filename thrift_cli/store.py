@@ -65,14 +65,16 @@ class SQLiteStore(Tier):
                 raise StoreError(f"cannot write to {self.path}: {exc}") from None
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            try:
                 self._conn.execute("COMMIT")
-            except self._sqlite.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"cannot write to {self.path}: {exc}") from None
+            except BaseException as exc:
+                if self._conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except self._sqlite.Error:
+                        pass
+                if isinstance(exc, self._sqlite.Error):
+                    raise StoreError(f"cannot write to {self.path}: {exc}") from None
+                raise
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

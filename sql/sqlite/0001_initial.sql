@@ -20,9 +20,12 @@ CREATE INDEX entries_namespace ON entries (namespace);
 CREATE INDEX entries_expires_at ON entries (expires_at) WHERE expires_at IS NOT NULL;
 
 -- The semantic index on disk: exact cosine KNN by sqlite-vec, one partition a namespace.
+-- chunk_size 64: each partition preallocates one chunk, and the default (1024 vectors,
+-- 1.5 MB) made every new namespace cost 1.5 MB; scans measured no slower at 10k entries.
 CREATE VIRTUAL TABLE entry_vectors USING vec0 (
     namespace TEXT PARTITION KEY,
-    embedding float[384] distance_metric=cosine
+    embedding float[384] distance_metric=cosine,
+    chunk_size=64
 );
 
 -- One row per lookup, hit or miss: what `thrift stats` and `thrift top` read.

@@ -1,0 +1,253 @@
+"""How often is a semantic hit right? Hit rate and wrong-hit rate on labeled pairs.
+
+    python scripts/bench_quality.py ../shared/data/qqp_dev_sample.tsv --limit 10000
+    python scripts/bench_quality.py ../shared/data/*.tsv ../shared/data/gptcache_mock_data.jsonl --json
+
+The protocol (issue 3), driven through the Python API on a throwaway THRIFT_HOME, so it
+measures the lookup path `thrift ask` uses, guards included:
+
+1. Every distinct first question (by normalized text) is stored, its answer naming it.
+2. Every second question is looked up, in file order, without storing it; one whose
+   normalized text is itself stored is skipped (an exact hit tests no similarity).
+3. Duplicate clusters: union-find over the pairs labeled 1. A hit is correct when the
+   entry it returns is in the query's cluster and that very pair is not labeled 0.
+4. recall = correct hits on label-1 rows / label-1 rows; wrong-hit rate = wrong hits /
+   queries; precision = correct / hits; F1; hit rate; p50 lookup latency (search and
+   guards; the query's embedding is computed once, in batches, and timed separately).
+
+Operating points: thrift's default, thrift's knobs swept, and the plain rule every peer
+uses (cosine >= threshold, no guards) at 0.82 and 0.85 (ThriftLM's recommendation and
+default) and beyond.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from thrift_cli import SemanticCache
+from thrift_cli.cache import DEFAULT_MIN_SIMILARITY
+from thrift_cli.keys import normalize
+
+NAMESPACE = "bench"
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    min_similarity: float
+    guards: bool
+
+
+def operating_points() -> list[Point]:
+    points = [Point("thrift default", DEFAULT_MIN_SIMILARITY, True)]
+    points += [
+        Point(f"thrift, min {t:.2f}", t, True) for t in (0.75, 0.80, 0.90) if t != DEFAULT_MIN_SIMILARITY
+    ]
+    points += [Point(f"plain cosine >= {t:.2f}", t, False) for t in (0.82, 0.85, 0.90, 0.95)]
+    return points
+
+
+def load_pairs(path: Path, limit: int | None) -> list[tuple[str, str, int]]:
+    """(first, second, label) rows of a QQP/PAWS TSV or a GPTCache JSONL (all positives)."""
+    rows: list[tuple[str, str, int]] = []
+    with path.open(encoding="utf-8") as f:
+        if path.suffix == ".jsonl":
+            for line in f:
+                record = json.loads(line)
+                rows.append((record["origin"], record["similar"], 1))
+        else:
+            header = f.readline().rstrip("\n").split("\t")
+            if "question1" in header:
+                a, b, label = (
+                    header.index("question1"),
+                    header.index("question2"),
+                    header.index("is_duplicate"),
+                )
+            else:
+                a, b, label = header.index("sentence1"), header.index("sentence2"), header.index("label")
+            for line in f:
+                cols = line.rstrip("\n").split("\t")
+                rows.append((cols[a], cols[b], int(cols[label])))
+        return rows[:limit] if limit else rows
+
+
+class Clusters:
+    """Union-find over normalized questions joined by label-1 pairs."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+@dataclass
+class Result:
+    file: str
+    rows: int
+    point: str
+    min_similarity: float
+    guards: bool
+    queries: int
+    skipped_exact: int
+    positives: int
+    hits: int
+    correct: int
+    wrong: int
+    recall: float
+    wrong_hit_rate: float
+    precision: float
+    f1: float
+    hit_rate: float
+    p50_lookup_ms: float
+    p50_embed_ms: float
+
+
+def evaluate(path: Path, limit: int | None, points: list[Point], dump: Path | None) -> list[Result]:
+    rows = load_pairs(path, limit)
+    clusters, negatives = Clusters(), set()
+    for a, b, label in rows:
+        na, nb = normalize(a), normalize(b)
+        if label == 1:
+            clusters.union(na, nb)
+        else:
+            negatives.add(frozenset((na, nb)))
+
+    stored: dict[str, str] = {}  # normalized -> question as stored
+    for a, _, _ in rows:
+        stored.setdefault(normalize(a), a.strip())
+    queries = [(b, label) for _, b, label in rows if normalize(b) not in stored and b.strip()]
+    skipped = len(rows) - len(queries)
+
+    with tempfile.TemporaryDirectory(prefix="thrift-bench-") as home:
+        loader = SemanticCache(home=home, namespace=NAMESPACE)
+        loader.store_many([(q, f"entry {i}") for i, q in enumerate(stored.values())])
+        prepared = loader.queries([q for q, _ in queries])
+        embed_ms = _embed_p50(loader, [q for q, _ in queries[:200]])
+        results, records = [], []
+        for point in points:
+            cache = SemanticCache(
+                home=home, namespace=NAMESPACE, min_similarity=point.min_similarity, guards=point.guards
+            )
+            hits = correct = wrong = correct_pos = 0
+            latencies = []
+            for query, (text, label) in zip(prepared, queries, strict=True):
+                started = time.perf_counter()
+                look = cache.explain(query)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if look.hit is None:
+                    continue
+                hits += 1
+                nq, nm = normalize(text), normalize(look.hit.question)
+                ok = clusters.find(nq) == clusters.find(nm) and frozenset((nq, nm)) not in negatives
+                correct += ok
+                wrong += not ok
+                correct_pos += ok and label == 1
+                if dump is not None:
+                    records.append(
+                        {
+                            "point": point.name,
+                            "query": text,
+                            "matched": look.hit.question,
+                            "similarity": look.hit.similarity,
+                            "label": label,
+                            "correct": ok,
+                        }
+                    )
+            positives = sum(label for _, label in queries)
+            recall = correct_pos / positives if positives else 0.0
+            precision = correct / hits if hits else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            results.append(
+                Result(
+                    path.name,
+                    len(rows),
+                    point.name,
+                    point.min_similarity,
+                    point.guards,
+                    len(queries),
+                    skipped,
+                    positives,
+                    hits,
+                    correct,
+                    wrong,
+                    recall,
+                    wrong / len(queries),
+                    precision,
+                    f1,
+                    hits / len(queries),
+                    statistics.median(latencies),
+                    embed_ms,
+                )
+            )
+            cache.close()
+        loader.close()
+    if dump is not None:
+        with dump.open("a", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps({"file": path.name, **record}) + "\n")
+    return results
+
+
+def _embed_p50(cache: SemanticCache, texts: list[str]) -> float:
+    timings = []
+    for text in texts:
+        started = time.perf_counter()
+        cache.embedder.embed([text])
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings) if timings else 0.0
+
+
+def print_table(results: list[Result]) -> None:
+    columns = ["data", "rows", "operating point", "recall", "wrong-hit rate", "precision", "F1", "hit rate"]
+    print("| " + " | ".join([*columns, "p50 lookup ms"]) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.file} | {r.rows} | {r.point} | {r.recall:.3f} | {r.wrong_hit_rate:.3f} "
+            f"| {r.precision:.3f} | {r.f1:.3f} | {r.hit_rate:.3f} | {r.p50_lookup_ms:.2f} |"
+        )
+    for file in dict.fromkeys(r.file for r in results):
+        r = next(r for r in results if r.file == file)
+        print(
+            f"\n{file}: {r.queries} queries ({r.positives} labeled duplicates), {r.skipped_exact} skipped "
+            f"as exact repeats of a stored question; p50 embedding {r.p50_embed_ms:.1f} ms per query"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--limit", type=int, help="use the first N rows of each file")
+    parser.add_argument("--json", action="store_true", help="one JSON object per result line")
+    parser.add_argument("--dump", type=Path, help="append every hit (query, match, verdict) to this JSONL")
+    args = parser.parse_args()
+    results = []
+    for path in args.files:
+        started = time.time()
+        results += evaluate(path, args.limit, operating_points(), args.dump)
+        print(f"# {path.name}: {time.time() - started:.0f} s", file=sys.stderr)
+    if args.json:
+        for r in results:
+            print(json.dumps(asdict(r)))
+    else:
+        print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

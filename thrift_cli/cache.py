@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from thrift_cli import guards, keys, locks
+from thrift_cli import guards as guards_module
+from thrift_cli import keys, locks
 from thrift_cli.errors import StoreError, UsageError
 from thrift_cli.home import db_path
 from thrift_cli.models import CacheEntry, CacheHit, Event, Lookup, Veto
@@ -100,7 +101,7 @@ class SemanticCache:
         tier: Tier | None = None,
         embedder: Embedder | None = None,
         memory_index: bool = True,
-        guards: bool = True,
+        guards: bool | Callable[[str, str], str | None] = True,
     ) -> None:
         if min_similarity is not None and threshold is not None and min_similarity != threshold:
             raise UsageError("min_similarity and threshold are the same setting; pass one")
@@ -119,7 +120,9 @@ class SemanticCache:
         else:
             self._lock_dir = None
         self.tier = tier
-        self.guards = guards
+        # False-hit guards (thrift_cli/guards.py), or your own veto(query, candidate) -> name.
+        self.guards = bool(guards)
+        self._veto = guards if callable(guards) else guards_module.veto
         self._embedder = embedder
         self._model_checked = False
 
@@ -174,16 +177,15 @@ class SemanticCache:
         else:
             candidates = self.tier.search(query.namespace, query.vector, SEARCH_K, now)
             best = candidates[0] if candidates else None
-            for candidate in candidates:
-                if candidate.similarity < floor:
-                    break
-                guard = guards.veto(query.question, candidate.entry.question) if self.guards else None
+            # The nearest entry decides alone. When a guard vetoes it, a farther entry is
+            # not tried: measured on the benchmark, falling back to the next neighbour
+            # doubled the wrong-hit rate on PAWS (0.036 -> 0.083) and GPTCache's pairs.
+            if best is not None and best.similarity >= floor:
+                guard = self._veto(query.question, best.entry.question) if self.guards else None
                 if guard is None:
-                    hit = CacheHit(
-                        candidate.entry.answer, "semantic", candidate.similarity, candidate.entry, _ms(start)
-                    )
-                    break
-                vetoes.append(Veto(candidate.entry.question, candidate.similarity, guard))
+                    hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start))
+                else:
+                    vetoes.append(Veto(best.entry.question, best.similarity, guard))
         return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes))
 
     def store(

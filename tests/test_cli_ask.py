@@ -228,3 +228,16 @@ def test_the_command_gets_the_users_environment(thrift, tmp_path):
         timeout=60,
     )
     assert proc.stdout == b"unset kept\n", proc.stderr
+
+
+def test_verbose_and_json_show_a_veto(thrift, fake_llm):
+    thrift("ask", "Is Java faster than Python?", "--", *fake_llm.command())
+    swapped = thrift("ask", "-v", "--json", "Is Python faster than Java?", "--", *fake_llm.command())
+    assert swapped.code == 0
+    assert swapped.stdout == answer("Is Python faster than Java?")  # a miss: the command ran
+    assert swapped.report["tier"] == "miss"
+    (vetoed,) = swapped.report["vetoed"]
+    assert vetoed["guard"] == "word-order" and vetoed["question"] == "Is Java faster than Python?"
+    assert vetoed["similarity"] >= 0.85
+    assert "vetoed by the word-order guard: 'Is Java faster than Python?'" in swapped.stderr
+    assert len(fake_llm.calls) == 2

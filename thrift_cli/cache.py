@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
-# How many nearest entries the semantic tier fetches; the best live one decides.
+# How many nearest entries a search returns. Expired ones are dropped after the search,
+# so a few spares keep them from hiding a live entry; the nearest live one decides.
 SEARCH_K = 5
 # Texts per embedding pass and per write transaction in bulk operations.
 EMBED_BATCH = 256
@@ -40,7 +41,7 @@ def check_min_similarity(value: float) -> float:
 
 
 def check_ttl(value: float | None) -> float | None:
-    if value is not None and (math.isnan(value) or value <= 0):
+    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value <= 0):
         raise UsageError(f"ttl must be a positive number of seconds, got {value!r}")
     return value
 

@@ -6,7 +6,7 @@ import json
 import os
 import re
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[assignment]
 
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
+
+if TYPE_CHECKING:
+    from thrift_cli.ask import AskResult
 
 app = typer.Typer(
     add_completion=False,
@@ -170,14 +173,18 @@ def _report(result: object, *, as_json: bool, verbose: bool) -> None:
     from thrift_cli.ask import AskResult
 
     assert isinstance(result, AskResult)
-    if as_json:
+    if verbose:
+        for line in _describe(result):
+            print(line, file=sys.stderr)
+    if as_json:  # last, so a script can read the last line of stderr
         record = asdict(result)
         for name in ("lookup_ms", "call_ms", "similarity"):
             if record[name] is not None:
                 record[name] = round(record[name], 4 if name == "similarity" else 2)
         print(json.dumps(record, ensure_ascii=False), file=sys.stderr)
-    if not verbose:
-        return
+
+
+def _describe(result: AskResult) -> list[str]:
     if result.tier != "miss":
         line = f"thrift: {result.tier} hit, similarity {result.similarity:.3f}"
         if result.tier == "semantic":
@@ -190,12 +197,11 @@ def _report(result: object, *, as_json: bool, verbose: bool) -> None:
         if result.call_ms is not None:
             line += f", command ran {result.call_ms / 1000:.2f} s"
             line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
-    print(f"{line} [namespace {result.namespace}]", file=sys.stderr)
+    lines = [f"{line} [namespace {result.namespace}]"]
     for veto in result.vetoed or []:
         guard, question, similarity = veto["guard"], veto["question"], veto["similarity"]
-        print(
-            f"thrift:   vetoed by the {guard} guard: {question!r} (similarity {similarity})", file=sys.stderr
-        )
+        lines.append(f"thrift:   vetoed by the {guard} guard: {question!r} (similarity {similarity})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,9 @@
 
 A cosine of 0.95 says two questions share most of their meaning, not that one answer
 fits both: "What is 2+2?" / "What is 2+3?", "Is Java faster than Python?" / "Is Python
-faster than Java?", "Is it safe?" / "Is it not safe?". Each guard below looks for one
-such difference, in plain text, in microseconds. The names they return are what
-`thrift ask -v` and `--json` report.
+faster than Java?". Each guard below looks for one such difference, in plain text, in
+microseconds; `GUARDS` holds those the quality benchmark supports (README, "Quality").
+The names they return are what `thrift ask -v` and `--json` report.
 """
 
 from __future__ import annotations
@@ -106,9 +106,12 @@ def order_swapped(q: Words, c: Words) -> bool:
     return any(a > b for i, a in enumerate(sequence) for b in sequence[i + 1 :])
 
 
+# negation_differs is not among them: on the benchmark it cost more recall than raising
+# the threshold would (QQP: precision +0.003 for recall -0.014; GPTCache's pairs: recall
+# -0.03, as rephrasings trade "does not have" for "lacks"). It stays available for a
+# custom guard.
 GUARDS: dict[str, Callable[[Words, Words], bool]] = {
     "numbers": numbers_differ,
-    "negation": negation_differs,
     "word-order": order_swapped,
 }
 

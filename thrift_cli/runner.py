@@ -55,6 +55,10 @@ def run_command(
     and anything it started.
     """
     started = time.perf_counter()
+    # A signal (Ctrl-C, SIGTERM, SIGHUP) that lands inside Popen, after the fork but before
+    # Popen returns, would leave a command nobody kills. Hold them until `proc` exists and
+    # the try below, which kills it, is in force; the command starts with the mask we had.
+    mask = _block_signals()
     try:
         proc = subprocess.Popen(
             argv,
@@ -62,26 +66,31 @@ def run_command(
             stdout=subprocess.PIPE,
             start_new_session=True,
             env=env,
+            preexec_fn=None if mask is None else lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask),
         )
     except FileNotFoundError:
+        _restore_signals(mask)
         raise RunnerError(f"command not found: {argv[0]}", NOT_FOUND_EXIT) from None
     except PermissionError:
+        _restore_signals(mask)
         raise RunnerError(f"command is not executable: {argv[0]}", NOT_EXECUTABLE_EXIT) from None
     except OSError as exc:
+        _restore_signals(mask)
         if exc.errno == errno.E2BIG:
             raise RunnerError(
                 "the question is too long for a command-line argument; use --stdin", 2
             ) from None
         raise RunnerError(f"cannot run {argv[0]}: {exc.strerror or exc}", NOT_EXECUTABLE_EXIT) from None
 
-    if stdin_data is not None:
-        threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
     result = RunResult(0, b"", 0.0)
     chunks: list[bytes] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     try:
+        _restore_signals(mask)  # a signal held since Popen is raised here, inside the try
+        if stdin_data is not None:
+            threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
@@ -118,6 +127,20 @@ def run_command(
     code = proc.returncode
     result.exit_code = TIMEOUT_EXIT if result.timed_out else (128 - code if code < 0 else code)
     return result
+
+
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _block_signals() -> set[int | signal.Signals] | None:
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+
+
+def _restore_signals(mask: set[int | signal.Signals] | None) -> None:
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:

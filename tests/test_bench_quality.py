@@ -1,0 +1,47 @@
+"""scripts/bench_quality.py follows the protocol: a tiny labeled file with known answers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_quality.py"
+
+ROWS = [
+    # stored first question, looked-up second question, label
+    ("How do I learn to code quickly?", "How can I learn to code fast?", 1),  # a correct hit
+    ("Is Java faster than Python?", "Is Python faster than Java?", 0),  # plain: a wrong hit
+    ("What is the capital of France?", "what is the capital of france", 1),  # skipped: exact
+    ("What is the boiling point of water?", "Who painted the Sistine Chapel ceiling?", 0),  # a miss
+]
+
+
+def run(tmp_path: Path) -> dict[str, dict]:
+    data = tmp_path / "pairs.tsv"
+    data.write_text("question1\tquestion2\tis_duplicate\n" + "".join(f"{a}\t{b}\t{y}\n" for a, b, y in ROWS))
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(data), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return {r["point"]: r for r in map(json.loads, out.stdout.splitlines())}
+
+
+def test_protocol_counts_and_metrics(tmp_path):
+    results = run(tmp_path)
+    plain, thrift = results["plain cosine >= 0.85"], results["thrift default"]
+    for r in (plain, thrift):
+        assert (r["rows"], r["queries"], r["skipped_exact"], r["positives"]) == (4, 3, 1, 1)
+        assert r["recall"] == 1.0  # the one labeled duplicate is found
+    # plain: two hits, the swapped question is a wrong one
+    assert (plain["hits"], plain["correct"], plain["wrong"]) == (2, 1, 1)
+    assert plain["precision"] == 0.5 and plain["wrong_hit_rate"] == 1 / 3
+    # thrift: the word-order guard vetoes it
+    assert (thrift["hits"], thrift["correct"], thrift["wrong"]) == (1, 1, 0)
+    assert thrift["precision"] == 1.0 and thrift["f1"] == 1.0
+    oracle = results["label oracle: cosine >= 0.85, pairs labeled 0 vetoed"]
+    assert oracle["wrong"] == 0

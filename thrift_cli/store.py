@@ -13,15 +13,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from thrift_cli import db, vectors
 from thrift_cli.errors import StoreError
-from thrift_cli.index import VectorIndex
 from thrift_cli.models import CacheEntry, Candidate, Event
 from thrift_cli.tiers.base import Tier
+
+if TYPE_CHECKING:  # numpy is imported on first use: an exact hit needs none of it
+    import numpy as np
+
+    from thrift_cli.index import VectorIndex
 
 _ENTRY_COLUMNS = (
     "id, namespace, question, question_hash, answer, created_at, last_hit_at, hit_count, expires_at"
@@ -132,6 +134,8 @@ class SQLiteStore(Tier):
         if index is not None and version == self._seen_version:
             return index
         if index is None:
+            from thrift_cli.index import VectorIndex
+
             index = self._indexes[namespace] = VectorIndex(self._dim())
         for row_id, blob in self._read(
             "SELECT rowid, embedding FROM entries WHERE namespace = ? AND rowid > ? ORDER BY rowid",

@@ -65,6 +65,16 @@ def test_refresh_with_lookup_only(thrift, fake_llm):
     assert_one_line(thrift("ask", "--refresh", "--lookup-only", "Q", "--", *fake_llm.command()), 2)
 
 
+def _execute(path, statement: str) -> None:
+    """Change a SQLite file behind thrift's back."""
+    from thrift_cli import db as thrift_db
+
+    conn = thrift_db.sqlite_module().connect(str(path))
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
 def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -108,13 +118,7 @@ def test_home_that_cannot_be_created(thrift, fake_llm, tmp_path):
 
 def test_cache_from_a_newer_thrift_is_refused_untouched(thrift, fake_llm, isolated_env):
     assert thrift("ask", "Q one", "--", *fake_llm.command()).code == 0
-    from thrift_cli import db as thrift_db
-
-    sqlite = thrift_db.sqlite_module()
-    conn = sqlite.connect(isolated_env / "cache.db")
-    conn.execute("INSERT INTO _migrations VALUES ('9999_from_the_future', 0)")
-    conn.commit()
-    conn.close()
+    _execute(isolated_env / "cache.db", "INSERT INTO _migrations VALUES ('9999_from_the_future', 0)")
     before = _digest(isolated_env / "cache.db")
     ran = thrift("ask", "Q one", "--", *fake_llm.command())
     assert_one_line(ran, 1, "newer thrift")
@@ -148,13 +152,8 @@ def test_full_disk_on_stdout_is_one_line_and_exit_1(fake_llm, isolated_env):
 
 
 def test_foreign_sqlite_file_is_refused_untouched(thrift, fake_llm, isolated_env):
-    from thrift_cli import db as thrift_db
-
     isolated_env.mkdir()
-    conn = thrift_db.sqlite_module().connect(str(isolated_env / "cache.db"))
-    conn.execute("CREATE TABLE recipes (name TEXT)")
-    conn.commit()
-    conn.close()
+    _execute(isolated_env / "cache.db", "CREATE TABLE recipes (name TEXT)")
     before = _digest(isolated_env / "cache.db")
     ran = thrift("ask", "Q?", "--", *fake_llm.command())
     assert_one_line(ran, 1, "not a thrift cache")

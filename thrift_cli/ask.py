@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from thrift_cli.cache import SemanticCache
@@ -56,9 +58,9 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
         if look.hit is not None:
             return _serve(cache, look, out_fd)
         if options.lookup_only or options.command is None:
-            result = _miss(look, LOOKUP_ONLY_MISS_EXIT)
-            _record(cache, look, outcome="lookup-only")
-            return result
+            with _best_effort():
+                cache.record(look, outcome="lookup-only")
+            return _miss(look, LOOKUP_ONLY_MISS_EXIT)
 
     assert options.command is not None
     with cache.single_flight(query, timeout=options.timeout):
@@ -91,15 +93,14 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
             except StoreError as exc:
                 result.not_stored_because = str(exc)
                 result.error = f"the answer was not cached: {exc}"
-        outcome = "stored" if result.stored else result.not_stored_because
-        _record(
-            cache,
-            look,
-            outcome=outcome,
-            call_ms=run.duration_ms,
-            answer_bytes=len(run.output),
-            entry_id=result.entry_id,
-        )
+        with _best_effort():
+            cache.record(
+                look,
+                outcome="stored" if result.stored else result.not_stored_because,
+                call_ms=run.duration_ms,
+                answer_bytes=len(run.output),
+                entry_id=result.entry_id,
+            )
         return result
 
 
@@ -130,23 +131,17 @@ def _serve(cache: SemanticCache, look: Lookup, out_fd: int) -> AskResult:
     status = write_all(out_fd, data)
     if status:
         result.error, result.exit_code = f"cannot write the answer to stdout: {status}", 1
-    _record(cache, look)
+    with _best_effort():
+        cache.record(look)
     return result
 
 
-def _record(
-    cache: SemanticCache,
-    look: Lookup,
-    *,
-    outcome: str | None = None,
-    call_ms: float | None = None,
-    answer_bytes: int | None = None,
-    entry_id: str | None = None,
-) -> None:
-    """Record the lookup's event. The user already has the answer: a cache that cannot be
-    written (read-only, disk full) is reported, not fatal."""
+@contextmanager
+def _best_effort() -> Iterator[None]:
+    """Around recording an event: the user already has the answer, so a cache that cannot
+    be written (read-only, disk full) is reported, not fatal."""
     try:
-        cache.record(look, outcome=outcome, call_ms=call_ms, answer_bytes=answer_bytes, entry_id=entry_id)
+        yield
     except StoreError as exc:
         print(f"thrift: warning: event not recorded: {exc}", file=sys.stderr)
 

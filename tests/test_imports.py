@@ -17,6 +17,9 @@ HEAVY = [
     "supabase",
     "thrift_cli.minilm",
     "tokenizers",
+    "onnxruntime",
+    "onnx",
+    "usearch",
 ]
 
 

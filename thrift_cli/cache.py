@@ -118,8 +118,10 @@ class SemanticCache:
             path = db_path(home)
             tier = SQLiteStore(path, memory_index=memory_index)
             self._lock_dir: Path | None = path.parent / "locks"
+            self._home: Path | None = path.parent
         else:
-            self._lock_dir = None
+            self._lock_dir = self._home = None
+        self._warm = memory_index
         self.tier = tier
         # False-hit guards (thrift_cli/guards.py), or your own veto(query, candidate) -> name.
         self.guards = bool(guards)
@@ -134,7 +136,7 @@ class SemanticCache:
         if self._embedder is None:
             from thrift_cli.embed import default_embedder
 
-            self._embedder = default_embedder()
+            self._embedder = default_embedder(warm=self._warm, home=self._home)
         if not self._model_checked:
             model = f"{self._embedder.name}/{self._embedder.dim}"
             stored = self.tier.claim_meta("embedding_model", model)
@@ -198,9 +200,11 @@ class SemanticCache:
         entry = self._entry(query, answer, ttl)
         return self.tier.store(entry, query.vector, replace=replace)
 
-    def store_many(self, pairs: list[tuple[str, str]], *, ttl: float | None = None) -> list[CacheEntry]:
+    def store_many(
+        self, pairs: list[tuple[str, str]], *, ttl: float | None = None, replace: bool = False
+    ) -> list[CacheEntry]:
         """Store (question, answer) pairs: embedded in batches, each batch one transaction.
-        Questions already stored keep their answer."""
+        Questions already stored keep their answer unless `replace`."""
         stored: list[CacheEntry] = []
         for start in range(0, len(pairs), EMBED_BATCH):
             chunk = pairs[start : start + EMBED_BATCH]
@@ -209,7 +213,8 @@ class SemanticCache:
                 self._entry(query, answer, ttl) for query, (_, answer) in zip(queries, chunk, strict=True)
             ]
             stored += self.tier.store_many(
-                [(entry, query.vector) for entry, query in zip(entries, queries, strict=True)]
+                [(entry, query.vector) for entry, query in zip(entries, queries, strict=True)],
+                replace=replace,
             )
         return stored
 

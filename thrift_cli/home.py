@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 DB_NAME = "cache.db"
@@ -20,3 +21,13 @@ def thrift_home() -> Path:
 
 def db_path(home: Path | str | None = None) -> Path:
     return Path(home).expanduser() / DB_NAME if home is not None else thrift_home() / DB_NAME
+
+
+def sweep_temporary(directory: Path, older_than: float = 600.0) -> None:
+    """Remove what builds killed mid-write left behind (a live build's file is younger)."""
+    for tmp in directory.glob("*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass

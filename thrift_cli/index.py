@@ -18,6 +18,7 @@ class VectorIndex:
         self._ids = np.empty(0, dtype=np.int64)
         self._matrix = np.empty((0, dim), dtype=np.float32)
         self._pending: list[tuple[int, np.ndarray]] = []
+        self.floor = 0  # rows at or below this id are in the namespace's HNSW graph instead
 
     def __len__(self) -> int:
         return len(self._ids) + len(self._pending)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import mmap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,26 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         )
         tensors[name] = array.reshape(meta["shape"])
     return tensors
+
+
+def padded_batches(
+    tokenizer: Any, texts: Sequence[str]
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Tokenize texts, sort them by length and pad them in batches of BATCH_SIZE: yields
+    (positions in `texts`, token ids, attention mask), both (batch, longest) int64."""
+    if not texts:
+        return
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+    for start in range(0, len(order), BATCH_SIZE):
+        rows = order[start : start + BATCH_SIZE]
+        ids = np.zeros((len(rows), max(len(encodings[i].ids) for i in rows)), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, i in enumerate(rows):
+            n = len(encodings[i].ids)
+            ids[row, :n] = encodings[i].ids
+            mask[row, :n] = 1
+        yield rows, ids, mask
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -142,22 +163,12 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns a (len(texts), 384) float32 array of unit vectors."""
         out = np.empty((len(texts), DIM), dtype=np.float32)
-        if not texts:
-            return out
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), BATCH_SIZE):
-            idx = order[start : start + BATCH_SIZE]
-            out[idx] = self._forward([encodings[i].ids for i in idx])
+        for rows, ids, mask in padded_batches(self._tokenizer, texts):
+            out[rows] = self._forward(ids, mask.astype(np.float32))
         return out
 
-    def _forward(self, batch: list[list[int]]) -> np.ndarray:
-        n, seq = len(batch), max(len(ids) for ids in batch)
-        ids = np.zeros((n, seq), dtype=np.int64)
-        mask = np.zeros((n, seq), dtype=np.float32)
-        for row, token_ids in enumerate(batch):
-            ids[row, : len(token_ids)] = token_ids
-            mask[row, : len(token_ids)] = 1.0
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        n, seq = ids.shape
         x = self._word[ids] + self._position[:seq] + self._token_type[0]
         x = _layer_norm(x, *self._emb_norm)
         # Padded keys get -inf-like scores so they carry no attention weight.

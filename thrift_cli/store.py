@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from thrift_cli import db, vectors
+from thrift_cli import db, hnsw, vectors
 from thrift_cli.errors import StoreError
 from thrift_cli.models import CacheEntry, Candidate, Event
 from thrift_cli.tiers.base import Tier
@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # numpy is imported on first use: an exact hit needs none of 
     import numpy as np
 
     from thrift_cli.index import VectorIndex
+
+# Extra candidates asked of an index, for those whose rows were deleted or expired since.
+_SLACK = 16
 
 _ENTRY_COLUMNS = (
     "id, namespace, question, question_hash, answer, created_at, last_hit_at, hit_count, expires_at"
@@ -56,6 +59,7 @@ class SQLiteStore(Tier):
         self._lock = threading.RLock()  # one connection, shared by an application's threads
         self._memory_index = memory_index
         self._indexes: dict[str, VectorIndex] = {}
+        self._graphs: dict[str, hnsw.Graph | None] = {}
         self._seen_version: int | None = None  # PRAGMA data_version the indexes reflect
 
     @contextmanager
@@ -96,8 +100,12 @@ class SQLiteStore(Tier):
         return _entry(rows[0]) if rows else None
 
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
-        if self._memory_index:
-            return self._search_memory(namespace, vector, k, now)
+        with self._lock:
+            if self._memory_index:
+                return self._search_memory(namespace, vector, k, now)
+            graph = self._graph(namespace)
+            if graph is not None:
+                return self._search_graph(graph, namespace, vector, k, now)
         rows = self._read(
             "WITH knn AS (SELECT rowid, distance FROM entry_vectors "
             "  WHERE embedding MATCH ? AND k = ? AND namespace = ?) "
@@ -105,29 +113,103 @@ class SQLiteStore(Tier):
             "WHERE entries.expires_at IS NULL OR entries.expires_at > ? ORDER BY knn.distance",
             (vectors.encode(vector), k, namespace, now),
         )
+        if self.count(namespace) >= hnsw.min_entries():
+            hnsw.refresh_in_background(self.path.parent, [namespace])  # next lookups use a graph
         return [Candidate(_entry(row[:9]), 1.0 - float(row[9])) for row in rows]
 
-    def _search_memory(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+    # -- HNSW graphs for large namespaces (thrift_cli/hnsw.py) ---------------------------
+
+    def _graph_dir(self) -> Path:
+        return self.path.parent / "index"
+
+    def count(self, namespace: str, up_to: int = 2**63 - 1) -> int:
+        """Live and expired-but-not-yet-purged entries of `namespace` with rowid <= `up_to`."""
+        sql = "SELECT count(*) FROM entries WHERE namespace = ? AND rowid <= ?"
+        return int(self._read(sql, (namespace, up_to))[0][0])
+
+    def _rows_after(self, namespace: str, after: int, limit: int = -1) -> list[tuple[int, bytes]]:
+        return self._read(
+            "SELECT rowid, embedding FROM entries WHERE namespace = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+            (namespace, after, limit),
+        )
+
+    def _graph(self, namespace: str) -> hnsw.Graph | None:
+        """The graph file this store names for the namespace, mapped read-only, if any."""
+        if namespace not in self._graphs:
+            name = self.meta(hnsw.meta_key(namespace))
+            self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), name)
+        return self._graphs[namespace]
+
+    def build_index(self, namespace: str, *, wait: bool = False) -> hnsw.Graph | None:
+        """Bring the namespace's graph up to date with the store (`thrift index`). When
+        another process is building it, wait for it if `wait`, else return None."""
         with self._lock:
-            index = self._synced_index(namespace)
-            found = index.search(vector, k)
-            if not found:
-                return []
-            marks = ",".join("?" * len(found))
-            rows = self._read(
-                f"SELECT rowid, {_ENTRY_COLUMNS} FROM entries WHERE rowid IN ({marks}) "
-                "AND (expires_at IS NULL OR expires_at > ?)",
-                (*[row_id for row_id, _ in found], now),
+            graph = hnsw.build(
+                self._graph_dir(),
+                namespace,
+                lambda: self.meta(hnsw.meta_key(namespace)),
+                self._rows_after,
+                self.count,
+                self._dim(),
+                lambda name: self._set_meta(hnsw.meta_key(namespace), name),
+                wait=wait,
             )
-        by_id = {row[0]: _entry(row[1:]) for row in rows}
-        return [Candidate(by_id[row_id], score) for row_id, score in found if row_id in by_id]
+            if graph is not None:
+                self._graphs[namespace] = graph
+            return graph
+
+    def namespaces(self) -> list[str]:
+        return [row[0] for row in self._read("SELECT DISTINCT namespace FROM entries ORDER BY namespace")]
+
+    def _search_graph(
+        self, graph: hnsw.Graph, namespace: str, vector: np.ndarray, k: int, now: float
+    ) -> list[Candidate]:
+        """Graph candidates plus an exact scan of the rows added since its watermark."""
+        import numpy as np
+
+        row_ids = graph.search(vector, k + _SLACK)
+        recent = self._rows_after(namespace, graph.watermark)
+        if recent:
+            matrix = np.stack([vectors.decode(blob) for _, blob in recent])
+            scores = matrix @ vector
+            top = np.argsort(-scores)[: k + _SLACK]
+            row_ids += [recent[i][0] for i in top]
+        if len(recent) >= hnsw.REFRESH_AT:
+            hnsw.refresh_in_background(self.path.parent, [namespace])
+        return self._rescored(namespace, vector, row_ids, k, now)
+
+    def _rescored(
+        self, namespace: str, vector: np.ndarray, row_ids: list[int], k: int, now: float
+    ) -> list[Candidate]:
+        """The live entries among `row_ids`, scored with their stored float32 vectors: an
+        index only proposes candidates, the store decides their similarity."""
+        if not row_ids:
+            return []
+        marks = ",".join("?" * len(row_ids))
+        rows = self._read(
+            f"SELECT {_ENTRY_COLUMNS}, embedding FROM entries WHERE rowid IN ({marks}) "
+            "AND namespace = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (*row_ids, namespace, now),
+        )
+        scored = [Candidate(_entry(row[:9]), float(vectors.decode(row[9]) @ vector)) for row in rows]
+        scored.sort(key=lambda c: -c.similarity)
+        return scored[:k]
+
+    def _search_memory(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        index = self._synced_index(namespace)
+        graph = self._graphs.get(namespace)
+        row_ids = graph.search(vector, k + _SLACK) if graph is not None else []
+        row_ids += [row_id for row_id, _ in index.search(vector, k + _SLACK)]
+        return self._rescored(namespace, vector, row_ids, k, now)
 
     def _synced_index(self, namespace: str) -> VectorIndex:
-        """The namespace's memory index, brought up to date with the file.
+        """The namespace's rows that no graph holds, in memory, brought up to date.
 
         `PRAGMA data_version` changes when another connection commits; then rows past the
         index's highest id are appended (ids only grow: AUTOINCREMENT), and a count that
-        still differs means rows were deleted, so the namespace is reloaded.
+        still differs means rows were deleted, so the namespace is reloaded. Once those
+        rows reach `hnsw.min_entries()` (or `hnsw.REFRESH_AT` past an existing graph) they
+        go into the namespace's graph, which is saved for every other process.
         """
         version = self._read("PRAGMA data_version")[0][0]
         index = self._indexes.get(namespace)
@@ -136,14 +218,19 @@ class SQLiteStore(Tier):
         if index is None:
             from thrift_cli.index import VectorIndex
 
+            graph = self._graph(namespace)
             index = self._indexes[namespace] = VectorIndex(self._dim())
-        for row_id, blob in self._read(
-            "SELECT rowid, embedding FROM entries WHERE namespace = ? AND rowid > ? ORDER BY rowid",
-            (namespace, index.max_id),
-        ):
+            index.floor = graph.watermark if graph is not None else 0
+        for row_id, blob in self._rows_after(namespace, max(index.max_id, index.floor)):
             index.add(row_id, vectors.decode(blob))
-        count = self._read("SELECT count(*) FROM entries WHERE namespace = ?", (namespace,))[0][0]
-        if count != len(index):
+        graph = self._graphs.get(namespace)
+        if graph is None:
+            count = self.count(namespace)
+            if count != len(index):
+                del self._indexes[namespace]
+                return self._synced_index(namespace)
+        enough = hnsw.REFRESH_AT if graph is not None else hnsw.min_entries()
+        if len(index) >= enough and self.build_index(namespace) is not None:
             del self._indexes[namespace]
             return self._synced_index(namespace)
         if self._seen_version != version:
@@ -233,11 +320,18 @@ class SQLiteStore(Tier):
         with self._lock:
             self._conn.close()
 
+    def __enter__(self) -> SQLiteStore:
+        return self
+
     # -- the rest of the store ---------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def claim_meta(self, key: str, value: str) -> str:
         """Set `key` unless it is already set; return the value now stored."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from thrift_cli.embed import Embedder
+    from thrift_cli.helper import HelperClient
 
 DEFAULT_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
@@ -128,6 +129,9 @@ class SemanticCache:
         self._veto = guards if callable(guards) else guards_module.veto
         self._embedder = embedder
         self._model_checked = False
+        # A running `thrift helper` (helper.HelperClient) that does semantic lookups and
+        # stores for a process that has not loaded the model; set by `thrift ask`.
+        self.helper: HelperClient | None = None
 
     # -- the embedder, loaded only when a lookup gets past the exact tier ----------------
 
@@ -177,6 +181,12 @@ class SemanticCache:
         entry = self.tier.lookup(query.key, now)
         if entry is not None:
             hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start))
+        elif (
+            self.helper is not None
+            and query._vector is None
+            and (remote := self.helper.explain(query.namespace, query.question, floor))
+        ):
+            return Lookup(query.namespace, query.key, remote.hit, remote.best, _ms(start), remote.vetoes)
         else:
             candidates = self.tier.search(query.namespace, query.vector, SEARCH_K, now)
             best = candidates[0] if candidates else None
@@ -198,6 +208,11 @@ class SemanticCache:
         unless `replace`; the entry now in the cache is returned."""
         query = question if isinstance(question, Query) else self.query(question)
         entry = self._entry(query, answer, ttl)
+        if self.helper is not None and query._vector is None:
+            ttl = entry.expires_at - entry.created_at if entry.expires_at is not None else None
+            stored = self.helper.store(query.namespace, query.question, answer, ttl, replace)
+            if stored is not None:
+                return stored
         return self.tier.store(entry, query.vector, replace=replace)
 
     def store_many(

@@ -132,6 +132,8 @@ def ask(
     from thrift_cli.ask import AskOptions
     from thrift_cli.ask import ask as run_ask
     from thrift_cli.cache import SemanticCache, check_min_similarity
+    from thrift_cli.helper import HelperClient
+    from thrift_cli.home import db_path
 
     command: list[str] | None = ctx.obj
     if command is not None and not command:
@@ -159,6 +161,7 @@ def ask(
     ns = namespace or keys.command_namespace(command or [], stdin=stdin)
     # One search per process: sqlite-vec on disk beats loading every vector into memory.
     with SemanticCache(min_similarity=min_similarity, namespace=ns, memory_index=False) as cache:
+        cache.helper = HelperClient.find(db_path().parent)  # a running `thrift helper`, if any
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
         result = run_ask(cache, text, options, 1)
     if result.error:
@@ -292,6 +295,25 @@ def import_(
     if not namespace and count <= 10:  # the namespaces came from the file: say what they are
         for name in summary.namespaces:
             print(f"thrift: namespace {name}", file=sys.stderr)
+    return 0
+
+
+@app.command()
+def helper() -> int:
+    """Keep the model and indexes loaded for thrift ask, until Ctrl-C or SIGTERM.
+
+    While it runs, a thrift ask that misses the exact tier asks it over a socket in THRIFT_HOME instead of loading the model itself (a semantic hit in ~0.1 s instead of ~0.3 s). thrift ask works the same without it.
+    """  # noqa: E501
+    from thrift_cli import helper as helper_module
+    from thrift_cli.home import db_path
+
+    def ready(path: object) -> None:
+        print(f"thrift helper: ready on {path}", file=sys.stderr, flush=True)
+
+    try:
+        helper_module.serve(db_path().parent, ready=ready)
+    except (KeyboardInterrupt, SystemExit):
+        pass
     return 0
 
 

@@ -64,7 +64,10 @@ print(usage.ru_maxrss)
 """
 
 
-QQP = Path(__file__).resolve().parents[2] / "shared" / "data" / "qqp_dev_sample.tsv"
+QQP = (
+    Path(os.environ.get("THRIFT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    / "qqp_dev_sample.tsv"
+)
 _real: dict[str, np.ndarray] = {}
 
 

@@ -17,6 +17,17 @@ TESTS = Path(__file__).resolve().parent
 FAKE_LLM = TESTS / "fake_llm.py"
 
 
+def shared_data() -> Path:
+    """The project's labeled data (../shared/data beside the repository, or $THRIFT_DATA)."""
+    candidates = [TESTS.parents[1] / "shared" / "data", Path("/work/shared/data")]
+    if os.environ.get("THRIFT_DATA"):
+        candidates.insert(0, Path(os.environ["THRIFT_DATA"]))
+    for path in candidates:
+        if (path / "qqp_dev_sample.tsv").is_file():
+            return path
+    raise FileNotFoundError(f"no shared data in any of {[str(c) for c in candidates]}; set THRIFT_DATA")
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):

@@ -90,3 +90,12 @@ def test_a_second_helper_refuses_to_start(helper, thrift):
     assert second.stderr.strip().splitlines() == [
         f"thrift: a helper is already running on {Path(os.environ['THRIFT_HOME']) / SOCKET_NAME}"
     ]
+
+
+def test_a_socket_path_too_long_is_one_line(thrift, tmp_path):
+    home = tmp_path / ("h" * 120)
+    ran = thrift("helper", env={"THRIFT_HOME": str(home)})
+    assert ran.code == 1
+    assert ran.stderr.strip().splitlines() == [
+        f"thrift: cannot listen on {home / SOCKET_NAME}: AF_UNIX path too long"
+    ]

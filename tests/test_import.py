@@ -1,7 +1,7 @@
 """`thrift import`: JSONL, CSV, TSV and llm's logs.db in, `thrift ask --lookup-only` out.
 
 Real processes, the real model and the real `llm` CLI, on real data from
-/work/shared/data; parsing and validation in-process, where nothing loads the model.
+../shared/data; parsing and validation in-process, where nothing loads the model.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import thrift_executable
+from conftest import shared_data, thrift_executable
 
 from thrift_cli import importer, keys
 from thrift_cli.errors import UsageError
 
-DATA = Path("/work/shared/data")
+DATA = shared_data()
 GPTCACHE = DATA / "gptcache_mock_data.jsonl"
 QQP = DATA / "qqp_dev_sample.tsv"
 # Hand-checked (record 0 of GPTCache's set): the paraphrase scores 0.97 against the origin.

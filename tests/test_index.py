@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data
 
 from thrift_cli import hnsw, vectors
 from thrift_cli.keys import exact_key
@@ -44,7 +45,7 @@ class RealEmbedder:
 
 EMBED = RealEmbedder()
 NS = "llm -m gpt-4o-mini {}"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "qqp_dev_sample.tsv"
+DATA = shared_data() / "qqp_dev_sample.tsv"
 
 
 def real_questions(n: int, skip: int = 0) -> list[str]:

@@ -91,8 +91,11 @@ def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
     from thrift_cli.cache import SemanticCache
     from thrift_cli.errors import ThriftError
 
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = socket_path(home)
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ThriftError(f"cannot use {home}: {exc.strerror or exc}") from None
     if path.exists():
         if HelperClient(path, timeout=1.0)._call({"op": "ping"}) is not None:
             raise ThriftError(f"a helper is already running on {path}")
@@ -110,6 +113,9 @@ def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
     old_umask = os.umask(0o177)  # the socket is created 0600: only its owner may ask
     try:
         server.bind(str(path))
+    except OSError as exc:  # e.g. a path longer than a Unix socket's ~107 bytes
+        first.close()
+        raise ThriftError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
     server.listen(64)

@@ -20,6 +20,9 @@ HEAVY = [
     "onnxruntime",
     "onnx",
     "usearch",
+    # A plain `thrift ask` is parsed without typer (thrift_cli/cli.py).
+    "typer",
+    "click",
 ]
 
 

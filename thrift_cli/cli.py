@@ -1,4 +1,10 @@
-"""The `thrift` command line. Each command parses, calls the core, and renders."""
+"""The `thrift` entry point. Everything after the first `--` is the LLM command, untouched.
+
+A plain `thrift ask` (the call a shell script makes thousands of times) is parsed here
+without importing typer and click, which cost ~45 ms of each start; anything else, and
+any `ask` this parser is not sure about, goes to the typer app in `commands.py`, so both
+accept exactly the same command lines (tests/test_cli_fast.py compares them).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +12,12 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Annotated, Optional
-
-import typer
-
-try:  # recent typer releases vendor their own click; older ones use the click package
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException  # type: ignore[assignment]
+from typing import TYPE_CHECKING, Any
 
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
 
 if TYPE_CHECKING:
     from thrift_cli.ask import AskResult
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="thrift: a semantic cache for LLM calls, in the shell.",
-)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -53,81 +45,22 @@ def _read_question(question: str | None) -> str:
         raise UsageError("the question on stdin is not UTF-8 text") from None
 
 
-def _version(value: bool) -> None:
-    if value:
-        from thrift_cli import __version__
-
-        print(f"thrift {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """thrift: a semantic cache for LLM calls, in the shell."""
-
-
-@app.command()
-def ask(
-    ctx: typer.Context,
-    question: Annotated[
-        Optional[str],
-        typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False),
-    ] = None,
-    namespace: Annotated[
-        Optional[str],
-        typer.Option(
-            "--namespace",
-            "-n",
-            envvar="THRIFT_NAMESPACE",
-            help="Share answers under this name instead of the command line.",
-        ),
-    ] = None,
-    min_similarity: Annotated[
-        Optional[float],
-        typer.Option(
-            "--min-similarity",
-            "-s",
-            envvar="THRIFT_MIN_SIMILARITY",
-            help="Cosine similarity a paraphrase needs to be served, in (0, 1]; default 0.85.",
-        ),
-    ] = None,
-    ttl: Annotated[
-        Optional[str],
-        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d..."),
-    ] = None,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")
-    ] = False,
-    no_store: Annotated[bool, typer.Option("--no-store", help="Never write to the cache.")] = False,
-    lookup_only: Annotated[
-        bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
-    ] = False,
-    stdin: Annotated[bool, typer.Option("--stdin", help="Pipe the question to the command's stdin.")] = False,
-    timeout: Annotated[
-        Optional[str],
-        typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m..."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")
-    ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Report tier, similarity and timing on stderr.")
-    ] = False,
+def ask_command(
+    command: list[str] | None,
+    question: str | None,
+    *,
+    namespace: str | None,
+    min_similarity: float | None,
+    ttl: str | None,
+    refresh: bool,
+    no_store: bool,
+    lookup_only: bool,
+    stdin: bool,
+    timeout: str | None,
+    as_json: bool,
+    verbose: bool,
 ) -> int:
-    """Print the cached answer to QUESTION, or run the command after -- and cache its answer.
-
-    thrift ask [OPTIONS] [QUESTION] -- COMMAND [ARGS]...
-
-    Example: thrift ask "What is semantic caching?" -- llm -m gpt-4o-mini
-
-    The question is appended to the command, replaces an argument "{}", or goes to its stdin with --stdin.
-
-    Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 127 command not found.
-    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
+    """`thrift ask`, its options parsed (by typer, or by `_parse_ask`)."""
     from thrift_cli import keys
     from thrift_cli.ask import AskOptions
     from thrift_cli.ask import ask as run_ask
@@ -135,7 +68,6 @@ def ask(
     from thrift_cli.helper import HelperClient
     from thrift_cli.home import db_path
 
-    command: list[str] | None = ctx.obj
     if command is not None and not command:
         raise UsageError("no command after --")
     if command is None and not (lookup_only and namespace):
@@ -170,151 +102,76 @@ def ask(
     return result.exit_code
 
 
-@app.command()
-def index(
-    namespace: Annotated[
-        Optional[list[str]],
-        typer.Option("--namespace", "-n", help="Only this namespace (repeatable); default: all of them."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
-    background: Annotated[
-        bool, typer.Option("--background", hidden=True, help="Quiet, and leave an index being built alone.")
-    ] = False,
-) -> int:
-    """Bring the HNSW index of each large namespace up to date with the cache.
+# -- the fast path's parser ------------------------------------------------------------
 
-    Namespaces with fewer entries than THRIFT_HNSW_MIN_ENTRIES (20000) are searched exactly and need no index. thrift ask starts this in the background when an index is missing or behind, so running it by hand is only needed to have it done now, e.g. after copying a cache file.
-    """  # noqa: E501
-    from thrift_cli import hnsw
-    from thrift_cli.home import db_path
-    from thrift_cli.store import SQLiteStore
-
-    with SQLiteStore(db_path()) as store:
-        for ns in namespace or store.namespaces():
-            count = store.count(ns)
-            if count < hnsw.min_entries():
-                message = f"{ns}: {count} entries, searched exactly (no index below {hnsw.min_entries()})"
-            else:
-                graph = store.build_index(ns, wait=not background)
-                message = (
-                    f"{ns}: {count} entries, index up to date ({len(graph.index)} vectors)"
-                    if graph is not None
-                    else f"{ns}: {count} entries, another process is building its index"
-                )
-            if not (quiet or background):
-                print(message)
-    return 0
+_FLAGS = {
+    "--refresh": "refresh",
+    "--no-store": "no_store",
+    "--lookup-only": "lookup_only",
+    "--stdin": "stdin",
+    "--json": "as_json",
+    "-v": "verbose",
+    "--verbose": "verbose",
+}
+_VALUED = {
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "-s": "min_similarity",
+    "--min-similarity": "min_similarity",
+    "--ttl": "ttl",
+    "--timeout": "timeout",
+}
+# The options typer also reads from the environment when they are not given.
+_ENV = {"namespace": "THRIFT_NAMESPACE", "min_similarity": "THRIFT_MIN_SIMILARITY", "ttl": "THRIFT_TTL"}
 
 
-@app.command("import")
-def import_(
-    ctx: typer.Context,
-    file: Annotated[
-        str,
-        typer.Argument(help="JSONL, CSV or TSV of questions and answers, or llm's logs.db."),
-    ],
-    namespace: Annotated[
-        Optional[str],
-        typer.Option(
-            "--namespace",
-            "-n",
-            envvar="THRIFT_NAMESPACE",
-            help="Store every pair under this name (default: the command after --, or each record's own).",
-        ),
-    ] = None,
-    ttl: Annotated[
-        Optional[str],
-        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answers after 90, 15m, 2h, 7d..."),
-    ] = None,
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Overwrite the answers already cached for these questions.")
-    ] = False,
-    stdin: Annotated[
-        bool, typer.Option("--stdin", help="The command after -- reads the question on stdin (as in ask).")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-) -> int:
-    """Bulk-load question/answer pairs into the cache; importing again stores nothing new.
-
-    thrift import [OPTIONS] FILE [-- COMMAND [ARGS]...]
-
-    Example: thrift import answers.jsonl -- llm -m gpt-4o-mini
-
-    JSONL, .json, CSV and TSV records need a question field (question, prompt, q or input) and an answer field (answer, response, completion, a or output), and may have a namespace. llm's logs.db (see: llm logs path) is imported under "llm -m MODEL", so thrift ask Q -- llm -m MODEL finds its answers. A bad record stops the import before anything is stored (exit 2).
-    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
-    import time
-    from dataclasses import asdict
-
-    from thrift_cli import keys
-    from thrift_cli.importer import import_file
-
-    command: list[str] | None = ctx.obj
-    if command is not None and not command:
-        raise UsageError("no command after --")
-    if stdin and command is None:
-        raise UsageError("--stdin needs the command after --")
-    if not namespace and command:
-        namespace = keys.command_namespace(command, stdin=stdin)
-    seconds = parse_duration(ttl, "--ttl")
-    started, shown = time.monotonic(), [0.0]
-
-    def show(done: int, total: int) -> None:  # one line on a terminal, redrawn in place
-        now = time.monotonic()
-        if done < total and now - shown[0] < 0.1:
-            return
-        shown[0] = now
-        rate = done / (now - started) if now > started else 0.0
-        sys.stderr.write(f"\rimported {done:,}/{total:,} ({rate:,.0f}/s)\x1b[K")
-        sys.stderr.flush()
-
-    tty = sys.stderr is not None and sys.stderr.isatty()
-    try:
-        summary = import_file(
-            file, namespace=namespace, ttl=seconds, replace=replace, progress=show if tty else None
-        )
-    finally:
-        if tty:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-    if as_json:
-        rounded = {"seconds": round(summary.seconds, 3), "entries_per_s": round(summary.entries_per_s, 1)}
-        print(json.dumps({**asdict(summary), **rounded}, ensure_ascii=False))
-        return 0
-    skipped = sum(summary.skipped.values())
-    replaced = f"{summary.replaced:,} replaced, " if replace else ""
-    count = len(summary.namespaces)
-    print(
-        f"imported {summary.imported:,} {'entry' if summary.imported == 1 else 'entries'} "
-        f"({replaced}{summary.already_cached:,} already cached, {skipped:,} skipped) "
-        f"into {count} {'namespace' if count == 1 else 'namespaces'} "
-        f"in {summary.seconds:.1f} s ({summary.entries_per_s:,.0f} entries/s)"
-    )
-    if skipped:
-        why = ", ".join(f"{reason} ({n:,})" for reason, n in summary.skipped.items())
-        print(f"thrift: skipped: {why}", file=sys.stderr)
-    if not namespace and count <= 10:  # the namespaces came from the file: say what they are
-        for name in summary.namespaces:
-            print(f"thrift: namespace {name}", file=sys.stderr)
-    return 0
-
-
-@app.command()
-def helper() -> int:
-    """Keep the model and indexes loaded for thrift ask, until Ctrl-C or SIGTERM.
-
-    While it runs, a thrift ask that misses the exact tier asks it over a socket in THRIFT_HOME instead of loading the model itself (a semantic hit in ~0.1 s instead of ~0.3 s). thrift ask works the same without it.
-    """  # noqa: E501
-    from thrift_cli import helper as helper_module
-    from thrift_cli.home import db_path
-
-    def ready(path: object) -> None:
-        print(f"thrift helper: ready on {path}", file=sys.stderr, flush=True)
-
-    try:
-        helper_module.serve(db_path().parent, ready=ready)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    return 0
+def _parse_ask(args: list[str]) -> dict[str, Any] | None:
+    """`ask`'s arguments as `ask_command`'s keywords, or None for anything unusual (help,
+    a repeated or unknown option, a value typer would reject...), which typer then
+    parses and reports in its own words."""
+    parsed: dict[str, Any] = dict.fromkeys(_FLAGS.values(), False)
+    parsed.update(dict.fromkeys(_VALUED.values()))
+    seen: set[str] = set()
+    question = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, value = arg, None
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+        if name in _FLAGS and value is None:
+            key = _FLAGS[name]
+            parsed[key] = True
+        elif name in _VALUED:
+            key = _VALUED[name]
+            if value is None:
+                if i + 1 >= len(args):
+                    return None
+                i += 1
+                value = args[i]
+            parsed[key] = value
+        elif arg.startswith("-") and arg != "-":
+            return None
+        elif question is None:
+            question, key = arg, "question"
+        else:
+            return None
+        if key in seen:
+            return None
+        seen.add(key)
+        i += 1
+    for key, var in _ENV.items():
+        if parsed[key] is None and var in os.environ:
+            parsed[key] = os.environ[var]
+    for key in _ENV:
+        if parsed[key] == "":
+            return None  # click's own rules for empty values
+    if parsed["min_similarity"] is not None:
+        try:
+            parsed["min_similarity"] = float(parsed["min_similarity"])
+        except ValueError:
+            return None
+    return {"question": question, **parsed}
 
 
 def _report(result: object, *, as_json: bool, verbose: bool) -> None:
@@ -355,18 +212,17 @@ def _describe(result: AskResult) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: everything after the first `--` is the LLM command, untouched."""
+    """Run `thrift` with `argv` (default: sys.argv[1:]); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = None
     if "--" in args:
         split = args.index("--")
         args, command = args[:split], args[split + 1 :]
     try:
-        code = app(args=args, prog_name="thrift", standalone_mode=False, obj=command)
-    except ClickException as exc:
-        return _fail(exc.format_message(), exc.exit_code)
-    except typer.Abort:
-        return _fail("interrupted", 130)
+        fast = _parse_ask(args[1:]) if args[:1] == ["ask"] else None
+        if fast is not None:
+            return ask_command(command, **fast)
+        return _typer_main(args, command)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except RunnerError as exc:
@@ -375,6 +231,24 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except ThriftError as exc:
         return _fail(str(exc), 1)
+
+
+def _typer_main(args: list[str], command: list[str] | None) -> int:
+    import typer
+
+    try:  # recent typer releases vendor their own click; older ones use the click package
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException  # type: ignore[assignment]
+
+    from thrift_cli.commands import app
+
+    try:
+        code = app(args=args, prog_name="thrift", standalone_mode=False, obj=command)
+    except ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        return _fail("interrupted", 130)
     return code if isinstance(code, int) else 0
 
 

@@ -1,0 +1,263 @@
+"""The `thrift` commands (typer). Each parses, calls the core, and renders.
+
+`thrift_cli.cli` is the entry point: it runs a plain `thrift ask` without importing
+typer (~45 ms of every start) and hands everything else to the app here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from thrift_cli.cli import parse_duration
+from thrift_cli.errors import UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="thrift: a semantic cache for LLM calls, in the shell.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from thrift_cli import __version__
+
+        print(f"thrift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """thrift: a semantic cache for LLM calls, in the shell."""
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[
+        Optional[str],
+        typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False),
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option(
+            "--namespace",
+            "-n",
+            envvar="THRIFT_NAMESPACE",
+            help="Share answers under this name instead of the command line.",
+        ),
+    ] = None,
+    min_similarity: Annotated[
+        Optional[float],
+        typer.Option(
+            "--min-similarity",
+            "-s",
+            envvar="THRIFT_MIN_SIMILARITY",
+            help="Cosine similarity a paraphrase needs to be served, in (0, 1]; default 0.85.",
+        ),
+    ] = None,
+    ttl: Annotated[
+        Optional[str],
+        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d..."),
+    ] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")
+    ] = False,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Never write to the cache.")] = False,
+    lookup_only: Annotated[
+        bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
+    ] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Pipe the question to the command's stdin.")] = False,
+    timeout: Annotated[
+        Optional[str],
+        typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m..."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Report tier, similarity and timing on stderr.")
+    ] = False,
+) -> int:
+    """Print the cached answer to QUESTION, or run the command after -- and cache its answer.
+
+    thrift ask [OPTIONS] [QUESTION] -- COMMAND [ARGS]...
+
+    Example: thrift ask "What is semantic caching?" -- llm -m gpt-4o-mini
+
+    The question is appended to the command, replaces an argument "{}", or goes to its stdin with --stdin.
+
+    Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 127 command not found.
+    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
+    from thrift_cli.cli import ask_command
+
+    return ask_command(
+        ctx.obj,
+        question,
+        namespace=namespace,
+        min_similarity=min_similarity,
+        ttl=ttl,
+        refresh=refresh,
+        no_store=no_store,
+        lookup_only=lookup_only,
+        stdin=stdin,
+        timeout=timeout,
+        as_json=as_json,
+        verbose=verbose,
+    )
+
+
+@app.command()
+def index(
+    namespace: Annotated[
+        Optional[list[str]],
+        typer.Option("--namespace", "-n", help="Only this namespace (repeatable); default: all of them."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
+    background: Annotated[
+        bool, typer.Option("--background", hidden=True, help="Quiet, and leave an index being built alone.")
+    ] = False,
+) -> int:
+    """Bring the HNSW index of each large namespace up to date with the cache.
+
+    Namespaces with fewer entries than THRIFT_HNSW_MIN_ENTRIES (20000) are searched exactly and need no index. thrift ask starts this in the background when an index is missing or behind, so running it by hand is only needed to have it done now, e.g. after copying a cache file.
+    """  # noqa: E501
+    from thrift_cli import hnsw
+    from thrift_cli.home import db_path
+    from thrift_cli.store import SQLiteStore
+
+    with SQLiteStore(db_path()) as store:
+        for ns in namespace or store.namespaces():
+            count = store.count(ns)
+            if count < hnsw.min_entries():
+                message = f"{ns}: {count} entries, searched exactly (no index below {hnsw.min_entries()})"
+            else:
+                graph = store.build_index(ns, wait=not background)
+                message = (
+                    f"{ns}: {count} entries, index up to date ({len(graph.index)} vectors)"
+                    if graph is not None
+                    else f"{ns}: {count} entries, another process is building its index"
+                )
+            if not (quiet or background):
+                print(message)
+    return 0
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(help="JSONL, CSV or TSV of questions and answers, or llm's logs.db."),
+    ],
+    namespace: Annotated[
+        Optional[str],
+        typer.Option(
+            "--namespace",
+            "-n",
+            envvar="THRIFT_NAMESPACE",
+            help="Store every pair under this name (default: the command after --, or each record's own).",
+        ),
+    ] = None,
+    ttl: Annotated[
+        Optional[str],
+        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answers after 90, 15m, 2h, 7d..."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite the answers already cached for these questions.")
+    ] = False,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="The command after -- reads the question on stdin (as in ask).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> int:
+    """Bulk-load question/answer pairs into the cache; importing again stores nothing new.
+
+    thrift import [OPTIONS] FILE [-- COMMAND [ARGS]...]
+
+    Example: thrift import answers.jsonl -- llm -m gpt-4o-mini
+
+    JSONL, .json, CSV and TSV records need a question field (question, prompt, q or input) and an answer field (answer, response, completion, a or output), and may have a namespace. llm's logs.db (see: llm logs path) is imported under "llm -m MODEL", so thrift ask Q -- llm -m MODEL finds its answers. A bad record stops the import before anything is stored (exit 2).
+    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
+    import time
+    from dataclasses import asdict
+
+    from thrift_cli import keys
+    from thrift_cli.importer import import_file
+
+    command: list[str] | None = ctx.obj
+    if command is not None and not command:
+        raise UsageError("no command after --")
+    if stdin and command is None:
+        raise UsageError("--stdin needs the command after --")
+    if not namespace and command:
+        namespace = keys.command_namespace(command, stdin=stdin)
+    seconds = parse_duration(ttl, "--ttl")
+    started, shown = time.monotonic(), [0.0]
+
+    def show(done: int, total: int) -> None:  # one line on a terminal, redrawn in place
+        now = time.monotonic()
+        if done < total and now - shown[0] < 0.1:
+            return
+        shown[0] = now
+        rate = done / (now - started) if now > started else 0.0
+        sys.stderr.write(f"\rimported {done:,}/{total:,} ({rate:,.0f}/s)\x1b[K")
+        sys.stderr.flush()
+
+    tty = sys.stderr is not None and sys.stderr.isatty()
+    try:
+        summary = import_file(
+            file, namespace=namespace, ttl=seconds, replace=replace, progress=show if tty else None
+        )
+    finally:
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    if as_json:
+        rounded = {"seconds": round(summary.seconds, 3), "entries_per_s": round(summary.entries_per_s, 1)}
+        print(json.dumps({**asdict(summary), **rounded}, ensure_ascii=False))
+        return 0
+    skipped = sum(summary.skipped.values())
+    replaced = f"{summary.replaced:,} replaced, " if replace else ""
+    count = len(summary.namespaces)
+    print(
+        f"imported {summary.imported:,} {'entry' if summary.imported == 1 else 'entries'} "
+        f"({replaced}{summary.already_cached:,} already cached, {skipped:,} skipped) "
+        f"into {count} {'namespace' if count == 1 else 'namespaces'} "
+        f"in {summary.seconds:.1f} s ({summary.entries_per_s:,.0f} entries/s)"
+    )
+    if skipped:
+        why = ", ".join(f"{reason} ({n:,})" for reason, n in summary.skipped.items())
+        print(f"thrift: skipped: {why}", file=sys.stderr)
+    if not namespace and count <= 10:  # the namespaces came from the file: say what they are
+        for name in summary.namespaces:
+            print(f"thrift: namespace {name}", file=sys.stderr)
+    return 0
+
+
+@app.command()
+def helper() -> int:
+    """Keep the model and indexes loaded for thrift ask, until Ctrl-C or SIGTERM.
+
+    While it runs, a thrift ask that misses the exact tier asks it over a socket in THRIFT_HOME instead of loading the model itself (a semantic hit in ~0.1 s instead of ~0.3 s). thrift ask works the same without it.
+    """  # noqa: E501
+    from thrift_cli import helper as helper_module
+    from thrift_cli.home import db_path
+
+    def ready(path: object) -> None:
+        print(f"thrift helper: ready on {path}", file=sys.stderr, flush=True)
+
+    try:
+        helper_module.serve(db_path().parent, ready=ready)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    return 0

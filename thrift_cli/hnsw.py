@@ -25,7 +25,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +115,8 @@ def build(
     """Bring `namespace`'s graph (the file named by `current()`) up to date with the
     store, save it and `publish` its name. When another process is building it, wait for
     that build if `wait`, else return None at once (it is doing the same work)."""
+    import tempfile
+
     import numpy as np
     from usearch.index import Index
 

@@ -82,7 +82,7 @@ def test_onnx_model_is_built_once_and_survives_damage(tmp_path):
     path.write_bytes(path.read_bytes()[:1000])  # a damaged file, e.g. a disk filled up outside thrift
     vector = OnnxMiniLMEmbedder(tmp_path).embed(["How do I learn to code quickly?"])[0]
     assert vector @ MiniLMEmbedder().embed(["How do I learn to code quickly?"])[0] > 0.9999
-    assert path.stat().st_size > 80_000_000  # rebuilt in place
+    assert path.stat().st_size > 80_000_000  # rebuilt: the same bytes, so the same name
 
 
 def test_an_interrupted_onnx_build_leaves_no_model_file(tmp_path):
@@ -103,3 +103,15 @@ def test_hash_embedder_is_deterministic_and_unit_length():
     a, b = HashEmbedder().embed(["same words here", "same words here"])
     assert np.array_equal(a, b)
     assert np.linalg.norm(a) == pytest.approx(1.0)
+
+
+def test_an_onnx_model_damaged_in_place_is_rebuilt(tmp_path):
+    path = cached_model(tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 1000] = bytes(1000)  # still loads; its weights are wrong
+    path.write_bytes(bytes(data))
+    text = ["How do I learn to code quickly?"]
+    vector = OnnxMiniLMEmbedder(tmp_path).embed(text)[0]
+    assert vector @ MiniLMEmbedder().embed(text)[0] > 0.9999
+    assert path.read_bytes() != bytes(data)  # rebuilt: its checksum no longer matched its name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,3 +100,14 @@ def test_a_socket_path_too_long_is_one_line(thrift, tmp_path):
     assert ran.stderr.strip().splitlines() == [
         f"thrift: cannot listen on {home / SOCKET_NAME}: AF_UNIX path too long"
     ]
+
+
+def test_a_helper_follows_a_deleted_cache_file(helper, thrift, fake_llm, isolated_env):
+    thrift("ask", "How do I learn to code quickly?", "--", *fake_llm.command())
+    for path in isolated_env.glob("cache.db*"):
+        path.unlink()  # the user starts afresh while the helper runs
+    miss = thrift("ask", "--lookup-only", "How can I learn to code fast?", "--", *fake_llm.command())
+    assert miss.code == 3 and miss.stdout == b""  # nothing served from the deleted file
+    assert thrift("ask", "What is RAG?", "--", *fake_llm.command()).code == 0
+    rows = sqlite3.connect(isolated_env / "cache.db").execute("SELECT question FROM entries").fetchall()
+    assert rows == [("What is RAG?",)]  # stored where everyone else looks

@@ -108,6 +108,7 @@ def watermark(path: Path) -> int:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("THRIFT_HNSW_MIN_ENTRIES", "100")
     monkeypatch.setattr(hnsw, "REFRESH_AT", 50)
+    monkeypatch.setattr(hnsw, "RESPAWN_AFTER_S", 0.0)
     monkeypatch.setenv("THRIFT_HOME", str(tmp_path))
     return tmp_path
 
@@ -153,14 +154,25 @@ def test_rows_added_after_the_graph_are_found_then_folded_in(home):
     assert len(fresh._graphs[NS].index) == 400
 
 
-def test_a_warm_process_folds_new_rows_into_the_graph_itself(home):
+def wait_for_watermark(home: Path, expected: int) -> None:
+    deadline = time.monotonic() + 60
+    while [watermark(p) for p in graph_files(home)] != [expected] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [watermark(p) for p in graph_files(home)] == [expected]
+
+
+def test_a_warm_process_has_graphs_built_without_waiting_for_them(home):
     writer = filled(home, 150)
     warm = SQLiteStore(home / "cache.db", memory_index=True)
-    assert_matches_exact(warm, QUESTIONS[:150:10])  # 150 >= 100 entries: built on first search
-    assert [watermark(p) for p in graph_files(home)] == [150]
+    assert_matches_exact(warm, QUESTIONS[:150:10])  # exact in memory; a build starts aside
+    wait_for_watermark(home, 150)
+    assert_matches_exact(warm, QUESTIONS[:150:10])
+    assert warm._graphs[NS] is not None and warm._graphs[NS].watermark == 150  # picked up
     writer.store_many(items(QUESTIONS[150:260]))  # another connection writes 110 rows
+    assert_matches_exact(warm, QUESTIONS[150:260:10])  # found at once, in memory
+    wait_for_watermark(home, 260)
     assert_matches_exact(warm, QUESTIONS[150:260:10])
-    assert [watermark(p) for p in graph_files(home)] == [260]
+    assert warm._graphs[NS].watermark == 260  # and the newer graph replaced the old one
 
 
 @pytest.mark.parametrize("warm", [False, True])
@@ -295,12 +307,14 @@ def test_a_writer_killed_mid_import_leaves_a_consistent_store(home, thrift):
     proc.stdin.write("\n".join(QUESTIONS[:300]).encode())
     proc.stdin.close()
     assert proc.stdout.readline() == b"ready\n"
-    time.sleep(1.5)
+    watcher, deadline = SQLiteStore(home / "cache.db"), time.monotonic() + 120
+    while watcher.count(NS) < 120 and time.monotonic() < deadline:  # past the graph's minimum
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     store = SQLiteStore(home / "cache.db")
     count = store.count(NS)
-    assert count >= 20 and count % 20 == 0  # whole transactions only
+    assert count >= 120 and count % 20 == 0  # whole transactions only
     assert store._read("SELECT count(*) FROM entry_vectors")[0][0] == count
     assert (
         thrift("index").stdout.decode().strip()
@@ -351,3 +365,29 @@ def test_thrift_index_reports_each_namespace(home, thrift):
         "tiny: 5 entries, searched exactly (no index below 100)",
     ]
     assert thrift("index", "--quiet").stdout == b""
+
+
+def test_a_graph_damaged_in_place_is_repaired_by_thrift_index(home, thrift):
+    store = filled(home)
+    store.build_index(NS)
+    (path,) = graph_files(home)
+    data = bytearray(path.read_bytes())
+    for i in range(1000, len(data), 997):
+        data[i] ^= 0xFF  # same size, other bytes: only the checksum can tell
+    path.write_bytes(bytes(data))
+    ran = thrift("index")
+    assert ran.code == 0 and f"{NS}: 300 entries, index up to date (300 vectors)" in ran.stdout.decode()
+    assert graph_files(home) != [path]
+    assert_matches_exact(SQLiteStore(home / "cache.db"), QUESTIONS[:300:15])
+
+
+def test_an_index_that_cannot_be_written_costs_nothing_but_speed(home, thrift):
+    store = filled(home)
+    (home / "index").write_text("a file where the index directory goes")
+    assert_matches_exact(SQLiteStore(home / "cache.db"), QUESTIONS[:300:30])  # exact scan
+    assert_matches_exact(SQLiteStore(home / "cache.db", memory_index=True), QUESTIONS[:300:30])
+    ran = thrift("index")
+    assert ran.code == 1
+    (line,) = ran.stderr.strip().splitlines()
+    assert line.startswith(f"thrift: cannot build the index of {NS!r} in {home / 'index'}: ")
+    assert store.count(NS) == 300

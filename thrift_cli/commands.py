@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from thrift_cli.cli import parse_duration
-from thrift_cli.errors import UsageError
+from thrift_cli.errors import StoreError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -141,7 +141,12 @@ def index(
             if count < hnsw.min_entries():
                 message = f"{ns}: {count} entries, searched exactly (no index below {hnsw.min_entries()})"
             else:
-                graph = store.build_index(ns, wait=not background)
+                try:
+                    graph = store.build_index(ns, wait=not background)
+                except StoreError:
+                    if background:
+                        continue  # noted: lookups stop starting builds for a while
+                    raise
                 message = (
                     f"{ns}: {count} entries, index up to date ({len(graph.index)} vectors)"
                     if graph is not None
@@ -238,6 +243,8 @@ def import_(
     if skipped:
         why = ", ".join(f"{reason} ({n:,})" for reason, n in summary.skipped.items())
         print(f"thrift: skipped: {why}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"thrift: warning: {warning}", file=sys.stderr)
     if not namespace and count <= 10:  # the namespaces came from the file: say what they are
         for name in summary.namespaces:
             print(f"thrift: namespace {name}", file=sys.stderr)

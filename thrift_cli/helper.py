@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +23,10 @@ from typing import Any
 from thrift_cli.models import CacheEntry, CacheHit, Candidate, Lookup, Veto
 
 SOCKET_NAME = "helper.sock"
+LOCK_NAME = "helper.lock"
+# Bumped when a request or reply changes: a helper left running across an upgrade is
+# then ignored, not misread.
+PROTOCOL = 1
 # A request that takes longer than this is abandoned and done locally instead.
 TIMEOUT_S = 5.0
 _MAX_LINE = 64 * 1024 * 1024
@@ -48,31 +54,54 @@ class HelperClient:
         reply = self._call(
             {"op": "explain", "namespace": namespace, "question": question, "min": min_similarity}
         )
-        return lookup_from_json(reply["lookup"]) if reply else None
+        try:
+            look = lookup_from_json(reply["lookup"]) if reply else None
+        except (KeyError, TypeError, ValueError):
+            return None  # a helper from another thrift version: do the work here
+        return look if look is not None and look.namespace == namespace else None
 
     def store(
         self, namespace: str, question: str, answer: str, ttl: float | None, replace: bool
     ) -> CacheEntry | None:
         request = {"op": "store", "namespace": namespace, "question": question, "answer": answer}
         reply = self._call({**request, "ttl": ttl, "replace": replace})
-        return CacheEntry(**reply["entry"]) if reply else None
+        try:
+            entry = CacheEntry(**reply["entry"]) if reply else None
+        except (KeyError, TypeError, ValueError):
+            return None
+        return entry if entry is not None and entry.namespace == namespace else None
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any] | None:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(self.timeout)
                 s.connect(str(self.path))
-                s.sendall(json.dumps(request).encode() + b"\n")
-                reply = json.loads(_read_line(s))
+                if not _same_user(s):
+                    return None  # never send a question to, or trust an answer from, another user
+                s.sendall(json.dumps({**request, "version": PROTOCOL}).encode() + b"\n")
+                reply = json.loads(_read_line(s, time.monotonic() + self.timeout))
         except (OSError, ValueError):
             return None  # no helper, a dead one, a slow one: the caller does the work
-        return reply if isinstance(reply, dict) and reply.get("ok") else None
+        ok = isinstance(reply, dict) and reply.get("ok") and reply.get("version") == PROTOCOL
+        return reply if ok else None
 
 
-def _read_line(s: socket.socket) -> bytes:
+def _same_user(s: socket.socket) -> bool:
+    """Whether the process at the other end of `s` runs as this user (Linux; elsewhere the
+    socket's 0600 mode in a 0700 directory is the only check)."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return True
+    creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+def _read_line(s: socket.socket, deadline: float) -> bytes:
     chunks = []
     size = 0
     while True:
+        if time.monotonic() > deadline:
+            raise OSError("timed out")
         chunk = s.recv(65536)
         if not chunk:
             raise OSError("the helper closed the connection")
@@ -88,36 +117,87 @@ def _read_line(s: socket.socket) -> bytes:
 def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
     """Answer lookups and stores on `home`'s socket until interrupted. One request at a
     time: each takes a few milliseconds, and one thread keeps the cache simple."""
-    from thrift_cli.cache import SemanticCache
     from thrift_cli.errors import ThriftError
 
     path = socket_path(home)
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise ThriftError(f"cannot use {home}: {exc.strerror or exc}") from None
-    if path.exists():
-        if HelperClient(path, timeout=1.0)._call({"op": "ping"}) is not None:
-            raise ThriftError(f"a helper is already running on {path}")
-        path.unlink()  # left by a helper that was killed
-    first = SemanticCache(home=home)
-    first.embedder.embed(["warm up"])  # load the model before the first client waits on it
-    caches: dict[str, SemanticCache] = {first.namespace: first}
+    try:
+        import fcntl
 
-    def cache_for(namespace: str) -> SemanticCache:
-        if namespace not in caches:
-            caches[namespace] = SemanticCache(namespace=namespace, tier=first.tier, embedder=first.embedder)
-        return caches[namespace]
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for the helper's lifetime
+    except BlockingIOError:
+        os.close(lock)
+        raise ThriftError(f"a helper is already running on {path}") from None
+    try:
+        _serve(home, path, ready)
+    finally:
+        os.close(lock)
 
+
+class _Caches:
+    """The helper's caches, one per namespace, on one connection to the store. When the
+    file is deleted or replaced under it (`rm cache.db`, a restored backup), they are
+    reopened: serving or storing into a file nobody else sees would lose answers."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._caches: dict[str, Any] = {}
+        self._identity: tuple[int, int] | None = None
+        self._embedder: Any = None
+
+    def get(self, namespace: str) -> Any:
+        from thrift_cli.cache import SemanticCache
+        from thrift_cli.home import db_path
+
+        try:
+            st = os.stat(db_path(self.home))
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        if identity != self._identity or identity is None:
+            self.close()
+        if namespace not in self._caches:
+            first = next(iter(self._caches.values()), None)
+            cache = SemanticCache(
+                namespace=namespace,
+                home=self.home if first is None else None,
+                tier=None if first is None else first.tier,
+                embedder=self._embedder,
+            )
+            self._embedder = cache.embedder
+            self._caches[namespace] = cache
+            st = os.stat(db_path(self.home))
+            self._identity = (st.st_dev, st.st_ino)
+        return self._caches[namespace]
+
+    def close(self) -> None:
+        first = next(iter(self._caches.values()), None)
+        if first is not None:
+            first.close()
+        self._caches = {}
+        self._identity = None
+
+
+def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None:
+    from thrift_cli.errors import ThriftError
+
+    path.unlink(missing_ok=True)  # left by a helper that was killed: we hold the lock
+    caches = _Caches(home)
+    caches.get("default").embedder.embed(["warm up"])  # load the model before a client waits
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is created 0600: only its owner may ask
     try:
         server.bind(str(path))
     except OSError as exc:  # e.g. a path longer than a Unix socket's ~107 bytes
-        first.close()
+        caches.close()
         raise ThriftError(f"cannot listen on {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
+    bound = os.stat(path).st_ino
     server.listen(64)
     if ready is not None:
         ready(path)
@@ -127,24 +207,34 @@ def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
             with conn:
                 conn.settimeout(TIMEOUT_S)
                 try:
-                    request = json.loads(_read_line(conn))
-                    reply = _handle(request, cache_for)
+                    if not _same_user(conn):
+                        continue
+                    request = json.loads(_read_line(conn, time.monotonic() + TIMEOUT_S))
+                    reply = _handle(request, caches.get)
                 except ThriftError as exc:
                     reply = {"ok": False, "error": str(exc)}
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
                     reply = {"ok": False, "error": f"bad request: {exc}"}
                 try:
-                    conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+                    conn.sendall(
+                        json.dumps({**reply, "version": PROTOCOL}, ensure_ascii=False).encode() + b"\n"
+                    )
                 except OSError:
                     pass  # the client gave up; it does the work itself
     finally:
         server.close()
-        path.unlink(missing_ok=True)
-        first.close()
+        try:
+            if os.stat(path).st_ino == bound:  # still ours, not a successor's
+                path.unlink()
+        except OSError:
+            pass
+        caches.close()
 
 
 def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[str, Any]:
     op = request["op"]
+    if request.get("version") != PROTOCOL:
+        return {"ok": False, "error": "another thrift version"}
     if op == "ping":
         return {"ok": True}
     cache = cache_for(request["namespace"])

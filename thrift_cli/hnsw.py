@@ -21,6 +21,7 @@ proposes candidates, and a damaged one can cost recall, never a wrong similarity
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from thrift_cli.home import sweep_temporary
+from thrift_cli.home import file_checksum, sweep_temporary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,6 +65,7 @@ class Graph:
     index: Any  # usearch.index.Index
     watermark: int
     path: Path
+    record: str  # as kept in the store's meta table: file name, size and checksum
 
     def search(self, vector: np.ndarray, k: int) -> list[int]:
         if len(self.index) == 0:
@@ -77,22 +79,35 @@ def meta_key(namespace: str) -> str:
     return "graph:" + digest(namespace)
 
 
-def open_graph(directory: Path, name: str | None, *, view: bool = True) -> Graph | None:
-    """The graph file `name` (as recorded in the store), memory-mapped when `view`; None
-    when there is none or it cannot be read (it is then rebuilt)."""
-    match = _NAME.match(name or "")
+def open_graph(
+    directory: Path, record: str | None, *, view: bool = True, verify: bool = False
+) -> Graph | None:
+    """The graph file a store's `record` names, memory-mapped when `view`; None when there
+    is none or it is not the file that was saved (it is then rebuilt).
+
+    A file of another size is never opened. Its checksum is compared only when `verify`
+    (by `thrift index` and before a graph is extended): it costs a read of the whole file,
+    ~1 s at 1,000,000 entries, too much for every lookup.
+    """
+    try:
+        saved = json.loads(record or "null")
+        match = _NAME.match(saved["file"])
+        path, size = directory / saved["file"], int(saved["size"])
+    except (ValueError, TypeError, KeyError):
+        return None
     if match is None:
         return None
-    path = directory / match.group(0)
     try:
+        if path.stat().st_size != size or (verify and file_checksum(path) != saved["blake2b"]):
+            return None
         from usearch.index import Index
 
         index = Index.restore(str(path), view=view, expansion_search=EXPANSION_SEARCH)
-    except Exception:  # damaged, or written by an incompatible usearch
+    except Exception:  # missing, unreadable, or written by an incompatible usearch
         return None
     if index is None or index.ndim == 0:
         return None
-    return Graph(index, int(match.group(2)), path)
+    return Graph(index, int(match.group(2)), path, record or "")
 
 
 _NAME = re.compile(r"^([0-9a-f]{20})\.(\d+)\.([0-9a-f]{8})\.usearch$")
@@ -129,7 +144,7 @@ def build(
         return None
     try:
         sweep_temporary(directory)
-        base = open_graph(directory, current())
+        base = open_graph(directory, current(), verify=True)
         if base is not None:
             dead = len(base.index) - live_count(namespace, base.watermark)
             if dead > MAX_DEAD_SHARE * max(len(base.index), 1):
@@ -137,7 +152,7 @@ def build(
             elif not rows(namespace, base.watermark, 1):
                 return base  # up to date
             else:
-                base = open_graph(directory, base.path.name, view=False)  # a copy we can add to
+                base = open_graph(directory, base.record, view=False)  # a copy we can add to
         if base is None:
             index = Index(
                 ndim=dim,
@@ -172,13 +187,15 @@ def build(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        publish(path.name)
+        record = json.dumps({"file": path.name, "size": path.stat().st_size, "blake2b": file_checksum(path)})
+        publish(record)
         for old in directory.glob(f"{stem}.*.usearch"):
             if old != path:
                 old.unlink(missing_ok=True)  # a reader that mapped it keeps its pages
+        (directory / f"{stem}.failed").unlink(missing_ok=True)
         # Searched through a map of the file, like every other reader: the pages are shared
         # with the OS cache instead of held twice.
-        return open_graph(directory, path.name) or Graph(index, watermark, path)
+        return open_graph(directory, record) or Graph(index, watermark, path, record)
     finally:
         os.close(lock)
 
@@ -195,11 +212,46 @@ def _lock(path: Path, wait: bool) -> int | None:
     return fd
 
 
+# A failed background build is not retried for this long (a full disk would otherwise
+# start a doomed build at every lookup).
+RETRY_AFTER_S = 600.0
+# Nor is one started again by the same process within this long.
+RESPAWN_AFTER_S = 60.0
+_spawned: dict[tuple[str, str], float] = {}
+
+
+def note_failure(directory: Path, namespace: str) -> None:
+    try:
+        (directory / f"{digest(namespace)}.failed").touch()
+    except OSError:
+        pass
+
+
 def refresh_in_background(home: Path, namespaces: Iterable[str]) -> None:
     """Start `thrift index` for `namespaces`, detached: the lookup that noticed a missing
-    or stale graph answers now, and the next ones find the graph up to date."""
-    args = [sys.executable, "-m", "thrift_cli", "index", "--background"]
+    or stale graph answers now, and the next ones find the graph up to date. Not when a
+    build is running, has failed recently, or was started by this process in the last
+    minute."""
+    import time
+
+    now, wanted = time.monotonic(), []
     for ns in namespaces:
+        marker = home / "index" / f"{digest(ns)}.failed"
+        try:
+            if time.time() - marker.stat().st_mtime < RETRY_AFTER_S:
+                continue
+        except OSError:
+            pass
+        if now - _spawned.get((str(home), ns), -1e9) < RESPAWN_AFTER_S or _building(
+            home / "index" / f"{digest(ns)}.lock"
+        ):
+            continue
+        _spawned[str(home), ns] = now
+        wanted.append(ns)
+    if not wanted:
+        return
+    args = [sys.executable, "-m", "thrift_cli", "index", "--background"]
+    for ns in wanted:
         args += ["--namespace", ns]
     try:
         subprocess.Popen(
@@ -213,3 +265,20 @@ def refresh_in_background(home: Path, namespaces: Iterable[str]) -> None:
         )
     except OSError:
         pass  # the exact scan still answers; the next lookup tries again
+
+
+def _building(lock_path: Path) -> bool:
+    """Whether a build holds `lock_path` now."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)

@@ -31,3 +31,15 @@ def sweep_temporary(directory: Path, older_than: float = 600.0) -> None:
                 tmp.unlink()
         except OSError:
             pass
+
+
+def file_checksum(path: Path) -> str:
+    """blake2b of a file's bytes (16-byte digest, hex): what thrift records of files it
+    writes and later trusts (the ONNX model, HNSW graphs)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()

@@ -60,6 +60,7 @@ class ImportSummary:
     skipped: dict[str, int] = field(default_factory=dict)  # why -> how many rows
     namespaces: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. an index that could not be built
 
     @property
     def entries_per_s(self) -> float:
@@ -118,7 +119,7 @@ def import_file(
                 flush(ns)
         for ns in list(pending):
             flush(ns)
-        _index(caches)
+        _index(caches, summary)
     finally:
         if caches:
             next(iter(caches.values())).close()
@@ -126,15 +127,20 @@ def import_file(
     return summary
 
 
-def _index(caches: dict[str, SemanticCache]) -> None:
+def _index(caches: dict[str, SemanticCache], summary: ImportSummary) -> None:
     """Bring the HNSW graph of every large namespace imported into up to date now, so the
-    next `thrift ask` does not start with an exact scan and a background build."""
+    next `thrift ask` does not start with an exact scan and a background build. A graph
+    that cannot be built is a warning: the entries are stored, and searched exactly."""
     from thrift_cli import hnsw
+    from thrift_cli.errors import StoreError
     from thrift_cli.store import SQLiteStore
 
     for ns, cache in caches.items():
         if isinstance(cache.tier, SQLiteStore) and cache.tier.count(ns) >= hnsw.min_entries():
-            cache.tier.build_index(ns, wait=True)
+            try:
+                cache.tier.build_index(ns, wait=True)
+            except StoreError as exc:
+                summary.warnings.append(str(exc))
 
 
 def _validate(path: str, fmt: str, namespace: str | None, summary: ImportSummary) -> tuple[set[int], int]:

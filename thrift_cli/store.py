@@ -136,26 +136,33 @@ class SQLiteStore(Tier):
     def _graph(self, namespace: str) -> hnsw.Graph | None:
         """The graph file this store names for the namespace, mapped read-only, if any."""
         if namespace not in self._graphs:
-            name = self.meta(hnsw.meta_key(namespace))
-            self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), name)
+            record = self.meta(hnsw.meta_key(namespace))
+            self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), record)
         return self._graphs[namespace]
 
     def build_index(self, namespace: str, *, wait: bool = False) -> hnsw.Graph | None:
         """Bring the namespace's graph up to date with the store (`thrift index`). When
         another process is building it, wait for it if `wait`, else return None."""
         with self._lock:
-            graph = hnsw.build(
-                self._graph_dir(),
-                namespace,
-                lambda: self.meta(hnsw.meta_key(namespace)),
-                self._rows_after,
-                self.count,
-                self._dim(),
-                lambda name: self._set_meta(hnsw.meta_key(namespace), name),
-                wait=wait,
-            )
+            try:
+                graph = hnsw.build(
+                    self._graph_dir(),
+                    namespace,
+                    lambda: self.meta(hnsw.meta_key(namespace)),
+                    self._rows_after,
+                    self.count,
+                    self._dim(),
+                    lambda record: self._set_meta(hnsw.meta_key(namespace), record),
+                    wait=wait,
+                )
+            except (OSError, RuntimeError, ValueError) as exc:  # a full disk, a file in the way...
+                hnsw.note_failure(self._graph_dir(), namespace)
+                raise StoreError(
+                    f"cannot build the index of {namespace!r} in {self._graph_dir()}: {exc}"
+                ) from None
             if graph is not None:
                 self._graphs[namespace] = graph
+                self._indexes.pop(namespace, None)
             return graph
 
     def namespaces(self) -> list[str]:
@@ -203,36 +210,37 @@ class SQLiteStore(Tier):
         return self._rescored(namespace, vector, row_ids, k, now)
 
     def _synced_index(self, namespace: str) -> VectorIndex:
-        """The namespace's rows that no graph holds, in memory, brought up to date.
+        """The namespace's rows that its graph does not hold, in memory, brought up to date.
 
-        `PRAGMA data_version` changes when another connection commits; then rows past the
-        index's highest id are appended (ids only grow: AUTOINCREMENT), and a count that
-        still differs means rows were deleted, so the namespace is reloaded. Once those
-        rows reach `hnsw.min_entries()` (or `hnsw.REFRESH_AT` past an existing graph) they
-        go into the namespace's graph, which is saved for every other process.
+        `PRAGMA data_version` changes when another connection commits; then the graph the
+        store names is re-read (another process may have published a newer one, whose
+        rows then leave this index), rows past the index's highest id are appended (ids
+        only grow: AUTOINCREMENT), and a count that still differs means rows were
+        deleted, so the namespace is reloaded. Once the rows outside any graph reach
+        `hnsw.min_entries()` (or `hnsw.REFRESH_AT` past a graph), a background
+        `thrift index` folds them in: a lookup never waits for a graph to be built.
         """
         version = self._read("PRAGMA data_version")[0][0]
         index = self._indexes.get(namespace)
         if index is not None and version == self._seen_version:
             return index
+        record = self.meta(hnsw.meta_key(namespace))
+        graph = self._graphs.get(namespace)
+        if namespace not in self._graphs or (graph.record if graph else None) != record:
+            graph = self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), record)
+            index = None
         if index is None:
             from thrift_cli.index import VectorIndex
 
-            graph = self._graph(namespace)
             index = self._indexes[namespace] = VectorIndex(self._dim())
             index.floor = graph.watermark if graph is not None else 0
         for row_id, blob in self._rows_after(namespace, max(index.max_id, index.floor)):
             index.add(row_id, vectors.decode(blob))
-        graph = self._graphs.get(namespace)
-        if graph is None:
-            count = self.count(namespace)
-            if count != len(index):
-                del self._indexes[namespace]
-                return self._synced_index(namespace)
-        enough = hnsw.REFRESH_AT if graph is not None else hnsw.min_entries()
-        if len(index) >= enough and self.build_index(namespace) is not None:
+        if graph is None and self.count(namespace) != len(index):
             del self._indexes[namespace]
             return self._synced_index(namespace)
+        if len(index) >= (hnsw.REFRESH_AT if graph is not None else hnsw.min_entries()):
+            hnsw.refresh_in_background(self.path.parent, [namespace])
         if self._seen_version != version:
             # Other namespaces' indexes may be stale too: drop them, they reload on use.
             self._indexes = {namespace: index}

@@ -375,6 +375,8 @@ def test_a_graph_damaged_in_place_is_repaired_by_thrift_index(home, thrift):
     for i in range(1000, len(data), 997):
         data[i] ^= 0xFF  # same size, other bytes: only the checksum can tell
     path.write_bytes(bytes(data))
+    # A long-lived process verifies the checksum before it maps a graph: an exact scan.
+    assert_matches_exact(SQLiteStore(home / "cache.db", memory_index=True), QUESTIONS[:300:15])
     ran = thrift("index")
     assert ran.code == 0 and f"{NS}: 300 entries, index up to date (300 vectors)" in ran.stdout.decode()
     assert graph_files(home) != [path]

@@ -227,7 +227,10 @@ class SQLiteStore(Tier):
         record = self.meta(hnsw.meta_key(namespace))
         graph = self._graphs.get(namespace)
         if namespace not in self._graphs or (graph.record if graph else None) != record:
-            graph = self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), record)
+            # Verified: a long-lived process can afford reading the file once (~1 s at 1M
+            # entries), and a file damaged in place could crash it (a one-shot lookup
+            # checks only the size; `thrift index` repairs).
+            graph = self._graphs[namespace] = hnsw.open_graph(self._graph_dir(), record, verify=True)
             index = None
         if index is None:
             from thrift_cli.index import VectorIndex

@@ -15,7 +15,9 @@ none, and a process killed while building leaves the previous graph in use.
 A lookup maps the graph read-only (nothing is read in full at a cold start), scans the
 rows added since its watermark exactly, drops candidates whose row was deleted or
 expired, and re-scores the rest with the float32 vectors stored in SQLite: a graph only
-proposes candidates, and a damaged one can cost recall, never a wrong similarity.
+proposes candidates, so a stale one can cost recall, never a wrong similarity. A damaged
+file is caught by its recorded size, or by its checksum where that is read (see
+`open_graph`).
 """
 
 from __future__ import annotations

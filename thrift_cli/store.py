@@ -172,17 +172,28 @@ class SQLiteStore(Tier):
         self, graph: hnsw.Graph, namespace: str, vector: np.ndarray, k: int, now: float
     ) -> list[Candidate]:
         """Graph candidates plus an exact scan of the rows added since its watermark."""
-        import numpy as np
+        from thrift_cli.index import VectorIndex
 
-        row_ids = graph.search(vector, k + _SLACK)
-        recent = self._rows_after(namespace, graph.watermark)
-        if recent:
-            matrix = np.stack([vectors.decode(blob) for _, blob in recent])
-            scores = matrix @ vector
-            top = np.argsort(-scores)[: k + _SLACK]
-            row_ids += [recent[i][0] for i in top]
+        recent = VectorIndex(len(vector))
+        for row_id, blob in self._rows_after(namespace, graph.watermark):
+            recent.add(row_id, vectors.decode(blob))
         if len(recent) >= hnsw.REFRESH_AT:
             hnsw.refresh_in_background(self.path.parent, [namespace])
+        return self._merged(graph, recent, namespace, vector, k, now)
+
+    def _merged(
+        self,
+        graph: hnsw.Graph | None,
+        rest: VectorIndex,
+        namespace: str,
+        vector: np.ndarray,
+        k: int,
+        now: float,
+    ) -> list[Candidate]:
+        """The nearest live entries among the graph's candidates and those of the exact
+        index of the rows the graph lacks."""
+        row_ids = graph.search(vector, k + _SLACK) if graph is not None else []
+        row_ids += [row_id for row_id, _ in rest.search(vector, k + _SLACK)]
         return self._rescored(namespace, vector, row_ids, k, now)
 
     def _rescored(
@@ -204,10 +215,7 @@ class SQLiteStore(Tier):
 
     def _search_memory(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
         index = self._synced_index(namespace)
-        graph = self._graphs.get(namespace)
-        row_ids = graph.search(vector, k + _SLACK) if graph is not None else []
-        row_ids += [row_id for row_id, _ in index.search(vector, k + _SLACK)]
-        return self._rescored(namespace, vector, row_ids, k, now)
+        return self._merged(self._graphs.get(namespace), index, namespace, vector, k, now)
 
     def _synced_index(self, namespace: str) -> VectorIndex:
         """The namespace's rows that its graph does not hold, in memory, brought up to date.

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from thrift_cli.home import file_checksum, sweep_temporary
+from thrift_cli.home import file_checksum, sweep_temporary, write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,8 +132,6 @@ def build(
     """Bring `namespace`'s graph (the file named by `current()`) up to date with the
     store, save it and `publish` its name. When another process is building it, wait for
     that build if `wait`, else return None at once (it is doing the same work)."""
-    import tempfile
-
     import numpy as np
     from usearch.index import Index
 
@@ -178,17 +176,8 @@ def build(
             if seed < len(keys):
                 index.add(keys[seed:], matrix[seed:], threads=os.cpu_count() or 1)
             watermark = int(keys[-1])
-        path = directory / f"{stem}.{watermark}.{os.urandom(4).hex()}.usearch"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            index.save(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        name = f"{stem}.{watermark}.{os.urandom(4).hex()}.usearch"
+        path = write_atomically(directory, lambda tmp: index.save(str(tmp)), lambda _: name)
         record = json.dumps({"file": path.name, "size": path.stat().st_size, "blake2b": file_checksum(path)})
         publish(record)
         for old in directory.glob(f"{stem}.*.usearch"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DB_NAME = "cache.db"
@@ -21,6 +22,28 @@ def thrift_home() -> Path:
 
 def db_path(home: Path | str | None = None) -> Path:
     return Path(home).expanduser() / DB_NAME if home is not None else thrift_home() / DB_NAME
+
+
+def write_atomically(directory: Path, write: Callable[[Path], object], name: Callable[[Path], str]) -> Path:
+    """Create a file in `directory` that readers see whole or not at all: `write(tmp)`
+    fills a temporary file, which is fsynced and renamed to `name(tmp)`. If anything fails
+    the temporary file is removed; if the process is killed, `sweep_temporary` removes it.
+    """
+    import tempfile
+
+    fd, tmp_name = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        path = directory / name(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def sweep_temporary(directory: Path, older_than: float = 600.0) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,18 +46,11 @@ def cached_model(home: Path, weights: Path | None = None) -> Path:
     models.mkdir(mode=0o700, parents=True, exist_ok=True)
     home_module.sweep_temporary(models)
     model = build_graph(weights)
-    fd, tmp = tempfile.mkstemp(dir=models, prefix=stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model)
-            f.flush()
-            os.fsync(f.fileno())
-        path = models / f"{stem}-{home_module.file_checksum(Path(tmp))}.onnx"
-        os.replace(tmp, path)  # atomic: a reader sees the whole file or none
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return home_module.write_atomically(
+        models,
+        lambda tmp: tmp.write_bytes(model),
+        lambda tmp: f"{stem}-{home_module.file_checksum(tmp)}.onnx",
+    )
 
 
 def _weights_id(weights: Path) -> str:

@@ -71,22 +71,29 @@ QQP = (
 _real: dict[str, np.ndarray] = {}
 
 
+def qqp_questions(n: int, columns: tuple[int, ...]) -> list[str]:
+    """Distinct QQP questions from `columns` of each row, in file order, until there are
+    at least n (a row's columns are taken together)."""
+    texts: dict[str, None] = {}
+    with open(QQP, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            for column in columns:
+                texts.setdefault(fields[column])
+            if len(texts) >= n:
+                break
+    return list(texts)
+
+
 def real_embeddings(limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of distinct QQP questions: (a base set, 1,000 held-out queries)."""
     if "base" not in _real:
-        texts: dict[str, None] = {}
-        with open(QQP, encoding="utf-8") as f:
-            next(f)
-            for line in f:
-                a, b, _ = line.rstrip("\n").split("\t")
-                texts.setdefault(a)
-                texts.setdefault(b)
-                if len(texts) >= limit + 1000:
-                    break
+        texts = qqp_questions(limit + 1000, (0, 1))
         from thrift_cli.embed import default_embedder
 
         with tempfile.TemporaryDirectory() as tmp:
-            vectors = default_embedder(warm=True, home=Path(tmp)).embed(list(texts))
+            vectors = default_embedder(warm=True, home=Path(tmp)).embed(texts)
         order = np.random.default_rng(3).permutation(len(vectors))
         _real["base"], _real["queries"] = vectors[order[1000:]], vectors[order[:1000]]
     return _real["base"], _real["queries"]
@@ -311,13 +318,7 @@ def search_rows(n: int, base: np.ndarray, queries: np.ndarray) -> list[dict]:
 def import_row(n: int) -> dict:
     """`thrift import` of n real questions, as a user runs it: process start, model load,
     validation, embedding and storing; against sentence-transformers embedding alone."""
-    texts: dict[str, None] = {}
-    with open(QQP, encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            texts.setdefault(line.split("\t")[0])
-            if len(texts) == n:
-                break
+    texts = qqp_questions(n, (0,))
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         data = home / "pairs.tsv"

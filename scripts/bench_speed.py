@@ -2,6 +2,8 @@
 
     python scripts/bench_speed.py            # every row, ~25 minutes on 2 cores
     python scripts/bench_speed.py --quick    # fewer runs and smaller caches, for a smoke test
+    PYTHONPATH=OTHER_CHECKOUT python scripts/bench_speed.py --only cold,helper --no-baseline
+                                             # another commit's thrift, for a side-by-side
 
 The baseline does what ThriftLM does: sentence-transformers (torch) in process, every
 vector of the cache in one numpy matrix, `matrix @ query`.
@@ -146,7 +148,7 @@ def timed_runs(argv: list[str], runs: int, env: dict[str, str]) -> float:
     return statistics.median(times)
 
 
-def cold_rows(n: int, runs: int, base: np.ndarray) -> list[dict]:
+def cold_rows(n: int, runs: int, base: np.ndarray, baseline: bool = True) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -165,7 +167,7 @@ def cold_rows(n: int, runs: int, base: np.ndarray) -> list[dict]:
         ]
         for label, question in (("exact", QUESTION), ("semantic", PARAPHRASE)):
             ours = timed_runs([*THRIFT, "ask", question, "--", *COMMAND], runs, env)
-            theirs = timed_runs([*base, question], max(3, runs // 4), env)
+            theirs = timed_runs([*base, question], max(3, runs // 4), env) if baseline else None
             rows.append(
                 dict(
                     what=f"cold `thrift ask` {label} hit, {n:,} entries, start to exit",
@@ -381,6 +383,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    # The baseline's cold start (~7 s a run) is most of a `--only cold` run; a side-by-side
+    # of two thrift commits (PYTHONPATH=OTHER_CHECKOUT) does not need it.
+    parser.add_argument("--no-baseline", action="store_true", help="skip the ThriftLM-style cold runs")
     args = parser.parse_args()
     only = set(args.only.split(","))
     runs = 5 if args.quick else 21
@@ -388,7 +393,7 @@ def main() -> int:
     base, queries = real_embeddings(5_000 if args.quick else 60_000)
     rows: list[dict] = []
     if "cold" in only:
-        rows += cold_rows(small, runs, base)
+        rows += cold_rows(small, runs, base, baseline=not args.no_baseline)
     if "helper" in only:
         rows.append(helper_row(small, runs, base))
     if "warm" in only:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -119,3 +120,61 @@ def test_sigterm_ends_the_command_too(fake_llm, isolated_env, tmp_path, sig):
     except ProcessLookupError:
         alive = False
     assert not alive, "the LLM command outlived thrift"
+
+
+def _ask(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*thrift_executable(), "ask", "--json", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, bytes, str, dict]:
+    out, err = proc.communicate(timeout=120)
+    text = err.decode()
+    assert "Traceback" not in text
+    return proc.returncode, out, text, json.loads(text.strip().splitlines()[-1])
+
+
+def test_a_question_stored_during_the_lookup_is_an_exact_hit(fake_llm, tmp_path, isolated_env):
+    # The race behind "semantic, similarity 1.0": an ask misses the exact tier, and while
+    # it loads the model and searches, another process stores the same question. The
+    # search then finds that very entry: it is the same question, so an exact hit.
+    from thrift_cli.cache import SemanticCache
+    from thrift_cli.embed import HashEmbedder
+
+    cache = SemanticCache(namespace="ns", embedder=HashEmbedder())
+    other = SemanticCache(namespace="ns", embedder=HashEmbedder())
+    lookup = cache.tier.lookup
+
+    def lookup_then_the_other_stores(key, now):
+        found = lookup(key, now)
+        other.store("What is the capital of Peru?", "Lima.")
+        return found
+
+    cache.tier.lookup = lookup_then_the_other_stores  # type: ignore[method-assign]
+    look = cache.explain("what is the capital of peru")
+    assert look.hit is not None and look.hit.answer == "Lima."
+    assert (look.hit.tier, look.hit.similarity) == ("exact", 1.0)
+    cache.close()
+    other.close()
+
+
+def test_a_race_of_one_question_never_reports_a_semantic_hit(fake_llm, isolated_env):
+    # Real processes, started one after another while the first one's call runs: some
+    # miss the exact tier before the answer is stored and search after (see above).
+    question = "What is the capital of Peru?"
+    cmd = fake_llm.command("--sleep", "1")
+    procs = []
+    for _ in range(8):
+        procs.append(_ask(question, "--", *cmd))
+        time.sleep(0.1)
+    tiers = []
+    for proc in procs:
+        code, out, _, report = _finish(proc)
+        assert code == 0 and out == answer(question)
+        tiers.append(report["tier"])
+    assert sorted(tiers) == ["exact"] * 7 + ["miss"]
+    assert fake_llm.calls == [question]

@@ -1,10 +1,11 @@
 """A stand-in LLM command that counts its calls.
 
     python fake_llm.py --calls FILE [--exit N] [--sleep S] [--empty] [--stderr MSG]
-                       [--stdin] [--slow-chunks] [--model NAME] [QUESTION]
+                       [--stdin] [--slow-chunks] [--model NAME] [--until FILE] [QUESTION]
 
 It appends one line to FILE per call, so a test can assert "the second ask did not run
-the command". Its answer names the question and carries bytes a careless cache would
+the command". `--until FILE` holds the answer back until FILE exists, so a test decides
+when a call ends (no timing). Its answer names the question and carries bytes a careless cache would
 mangle (non-ASCII, CRLF, no trailing newline trimmed).
 """
 
@@ -22,6 +23,7 @@ parser.add_argument("--stderr", default="")
 parser.add_argument("--stdin", action="store_true")
 parser.add_argument("--slow-chunks", action="store_true")
 parser.add_argument("--model", default="fake-1")
+parser.add_argument("--until", default="")
 parser.add_argument("question", nargs="?", default="")
 args = parser.parse_args()
 
@@ -35,6 +37,8 @@ if args.stderr:
     sys.stderr.flush()
 if args.sleep:
     time.sleep(args.sleep)
+while args.until and not os.path.exists(args.until):
+    time.sleep(0.02)
 out = sys.stdout.buffer
 if args.slow_chunks:
     out.write(b"first chunk\n")

@@ -1,3 +1,5 @@
+import os
+
 from thrift_cli.keys import api_key_namespace, command_namespace, exact_key, normalize
 from thrift_cli.runner import command_argv
 
@@ -30,6 +32,37 @@ def test_command_namespace():
     assert command_namespace(["llm", "-m", "gpt-4o"]) != command_namespace(["llm", "-m", "claude"])
     assert command_namespace(["ollama", "run", "llama3"], stdin=True) == "ollama run llama3 < {}"
     assert command_namespace(["sh", "-c", "a b"]) == "sh -c 'a b' {}"
+
+
+def test_a_program_given_as_a_path_is_named_by_its_real_path(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "bin").mkdir(parents=True)
+    (project / "bin" / "fake").write_text("#!/bin/sh\n")
+    (tmp_path / "link").symlink_to(project / "bin" / "fake")
+    real = os.path.realpath(project / "bin" / "fake")
+    monkeypatch.chdir(project)
+    expected = f"{real} -m x {{}}"
+    assert command_namespace(["bin/fake", "-m", "x"]) == expected
+    assert command_namespace(["./bin/fake", "-m", "x"]) == expected
+    assert command_namespace([str(project / "bin" / "fake"), "-m", "x"]) == expected
+    assert command_namespace([str(tmp_path / "link"), "-m", "x"]) == expected  # symlinks resolved
+    assert command_namespace(["../project/bin/fake", "-m", "x"]) == expected
+
+
+def test_a_bare_name_and_the_other_arguments_stay_as_typed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert command_namespace(["llm", "-m", "gpt-4o-mini"]) == "llm -m gpt-4o-mini {}"
+    assert command_namespace(["sh", "./ask.sh"]) == "sh ./ask.sh {}"
+    assert command_namespace(["python3", "-c", "print(1)", "{}"]) == "python3 -c 'print(1)' {}"
+
+
+def test_with_stdin_a_placeholder_is_a_literal_argument():
+    piped = command_namespace(["tool", "--prompt", "{}"], stdin=True)
+    assert piped == "tool --prompt '{}' < {}"
+    assert piped != command_namespace(["tool", "--prompt", "{}"])
+    assert piped != command_namespace(["tool", "--prompt", "{}", "<", "{}"])
+    assert command_namespace(["tool"], stdin=True) == "tool < {}"
+    assert command_argv(["tool", "--prompt", "{}"], "Q?", stdin=True) == ["tool", "--prompt", "{}"]
 
 
 def test_command_argv():

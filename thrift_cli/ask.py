@@ -6,14 +6,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from thrift_cli.cache import SemanticCache
+from thrift_cli.cache import Query, SemanticCache, clean_question
 from thrift_cli.errors import StoreError, UsageError
-from thrift_cli.models import Lookup
+from thrift_cli.models import Event, Lookup
 from thrift_cli.runner import command_argv, run_command, write_all
 
 LOOKUP_ONLY_MISS_EXIT = 3
+# The outcome of a miss whose command failed; a waiter for the same question reads it.
+_FAILED = "command failed (exit {})"
 
 
 @dataclass
@@ -31,12 +33,14 @@ class AskOptions:
 
 @dataclass
 class AskResult:
-    """What happened, for `-v` and `--json`."""
+    """What happened, for `-v` and `--json`. `ask` fills it in as it goes, so an ask that
+    stops on an error still reports what it knew (the namespace, the lookup)."""
 
-    exit_code: int
-    tier: str  # exact | semantic | miss
-    namespace: str
-    lookup_ms: float
+    exit_code: int = 0
+    tier: str = "error"  # exact | semantic | miss; error: thrift stopped before an answer
+    namespace: str | None = None
+    lookup_ms: float | None = None  # both lookups (before and after the wait), model load included
+    waited_ms: float | None = None  # for another process's call of the question; None: no wait
     similarity: float | None = None  # of the hit, or of the best candidate on a miss
     matched_question: str | None = None
     entry_id: str | None = None
@@ -44,64 +48,128 @@ class AskResult:
     stored: bool = False
     not_stored_because: str | None = None
     answer_bytes: int = 0
-    vetoed: list[dict[str, object]] | None = None  # candidates a guard refused
-    error: str | None = None  # a problem after the answer was delivered
+    vetoed: list[dict[str, object]] = field(default_factory=list)  # candidates a guard refused
+    error: str | None = None  # the `thrift:` line: an error, or a problem after the answer
 
 
-def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -> AskResult:
+def ask(
+    cache: SemanticCache, question: str, options: AskOptions, out_fd: int, result: AskResult | None = None
+) -> AskResult:
+    """Serve `question` from `cache`, or run the command once for it; `result` (new if
+    None) is filled in and returned."""
+    result = result if result is not None else AskResult()
+    result.namespace = cache.namespace
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
     query = cache.query(question)
-    if "\0" in query.question and not options.stdin:
-        raise UsageError("the question contains a NUL byte, which no argument can carry; use --stdin")
+    check_question(query.question, options)
     if not options.refresh:
-        look = cache.explain(query, min_similarity=options.min_similarity)
+        look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
         if look.hit is not None:
-            return _serve(cache, look, out_fd)
+            return _serve(cache, look, out_fd, result)
         if options.lookup_only or options.command is None:
             with _best_effort():
                 cache.record(look, outcome="lookup-only")
-            return _miss(look, LOOKUP_ONLY_MISS_EXIT)
+            return _missed(result, LOOKUP_ONLY_MISS_EXIT)
 
     assert options.command is not None
+    since = cache.last_event_id()  # a call that fails after this, we waited for
+    waiting = time.perf_counter()
     with cache.single_flight(query, timeout=options.timeout):
+        result.waited_ms = (time.perf_counter() - waiting) * 1000.0
         # Another process may have answered while we waited for the lock.
-        look = cache.explain(query, min_similarity=options.min_similarity)
+        look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
         if look.hit is not None and not options.refresh:
-            return _serve(cache, look, out_fd)
+            return _serve(cache, look, out_fd, result)
+        failed = None if since is None else _failed_call(cache.calls_since(query, since))
+        if failed is not None:
+            return _share_failure(cache, look, failed, result)
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-        run = run_command(
-            command_argv(options.command, query.question, stdin=options.stdin),
-            stdin_data=query.question.encode() if options.stdin else None,
-            out_fd=out_fd,
-            timeout=remaining,
-            env=options.env,
+        return _call(cache, query, look, options, out_fd, remaining, result)
+
+
+def _call(
+    cache: SemanticCache,
+    query: Query,
+    look: Lookup,
+    options: AskOptions,
+    out_fd: int,
+    timeout: float | None,
+    result: AskResult,
+) -> AskResult:
+    """Run the command for a miss, store its answer if it may be stored, record the event."""
+    assert options.command is not None
+    run = run_command(
+        command_argv(options.command, query.question, stdin=options.stdin),
+        stdin_data=query.question.encode() if options.stdin else None,
+        out_fd=out_fd,
+        timeout=timeout,
+        env=options.env,
+    )
+    _missed(result, run.exit_code)
+    result.call_ms, result.answer_bytes = run.duration_ms, len(run.output)
+    if run.timed_out:
+        result.error = f"the command timed out after {options.timeout:g} s; nothing stored"
+    elif run.write_error:
+        result.error = f"cannot write the answer to stdout: {run.write_error}"
+        result.exit_code = result.exit_code or 1
+    answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
+    if answer is not None:
+        try:
+            # --refresh replaces this question's own entry only: the paraphrase that
+            # would have been served may be right for its own question.
+            entry = cache.store(query, answer, ttl=options.ttl, replace=options.refresh)
+            result.stored, result.entry_id = True, entry.id
+        except StoreError as exc:
+            result.not_stored_because = str(exc)
+            result.error = f"the answer was not cached: {exc}"
+    with _best_effort():
+        # Inside the single-flight lock: a waiter reads the outcome from here.
+        cache.record(
+            look,
+            outcome="stored" if result.stored else result.not_stored_because,
+            call_ms=run.duration_ms,
+            answer_bytes=len(run.output),
+            entry_id=result.entry_id,
         )
-        result = _miss(look, run.exit_code)
-        result.call_ms, result.answer_bytes = run.duration_ms, len(run.output)
-        if run.timed_out:
-            result.error = f"the command timed out after {options.timeout:g} s; nothing stored"
-        elif run.write_error:
-            result.error = f"cannot write the answer to stdout: {run.write_error}"
-            result.exit_code = result.exit_code or 1
-        answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
-        if answer is not None:
-            try:
-                # --refresh replaces this question's own entry only: the paraphrase that
-                # would have been served may be right for its own question.
-                entry = cache.store(query, answer, ttl=options.ttl, replace=options.refresh)
-                result.stored, result.entry_id = True, entry.id
-            except StoreError as exc:
-                result.not_stored_because = str(exc)
-                result.error = f"the answer was not cached: {exc}"
-        with _best_effort():
-            cache.record(
-                look,
-                outcome="stored" if result.stored else result.not_stored_because,
-                call_ms=run.duration_ms,
-                answer_bytes=len(run.output),
-                entry_id=result.entry_id,
-            )
-        return result
+    return result
+
+
+def _share_failure(cache: SemanticCache, look: Lookup, exit_code: int, result: AskResult) -> AskResult:
+    """The call we waited for failed: as Go's singleflight, its waiters share its outcome.
+    Running it again at once would most likely fail the same way, and the queued waiters
+    would pay for one failure each, one after another."""
+    _missed(result, exit_code)
+    result.not_stored_because = f"another thrift ask's call failed (exit {exit_code})"
+    result.error = (
+        f"the same question's call by another thrift ask failed (exit {exit_code}); not retried here"
+    )
+    with _best_effort():
+        cache.record(look, outcome=result.not_stored_because)
+    return result
+
+
+def check_question(question: str, options: AskOptions) -> None:
+    if "\0" in question and not options.stdin:
+        raise UsageError("the question contains a NUL byte, which no argument can carry; use --stdin")
+
+
+def nothing_cached(question: str, options: AskOptions, result: AskResult) -> AskResult:
+    """`--lookup-only` where no cache file exists: a miss, decided without creating the
+    file (or THRIFT_HOME): a lookup writes nothing."""
+    check_question(clean_question(question), options)
+    result.lookup_ms = 0.0
+    return _missed(result, LOOKUP_ONLY_MISS_EXIT)
+
+
+def _failed_call(calls: list[Event]) -> int | None:
+    """The exit code of the last of `calls` if the command failed in it (a timeout, or a
+    call whose answer was stored or refused, is not shared)."""
+    outcome = calls[-1].outcome if calls else None
+    prefix = _FAILED.split("{", 1)[0]
+    if outcome is None or not outcome.startswith(prefix) or not outcome.endswith(")"):
+        return None
+    code = outcome[len(prefix) : -1]
+    return int(code) if code.isdigit() else None
 
 
 def _storable(
@@ -111,7 +179,7 @@ def _storable(
     if timed_out:
         return None, "timed out"
     if exit_code != 0:
-        return None, f"command failed (exit {exit_code})"
+        return None, _FAILED.format(exit_code)
     if not output.strip():
         return None, "empty answer"
     if options.no_store:
@@ -122,11 +190,11 @@ def _storable(
         return None, "answer is not UTF-8 text"
 
 
-def _serve(cache: SemanticCache, look: Lookup, out_fd: int) -> AskResult:
+def _serve(cache: SemanticCache, look: Lookup, out_fd: int, result: AskResult) -> AskResult:
     hit = look.hit
     assert hit is not None
     data = hit.answer.encode("utf-8")
-    result = _result(look, 0, hit.tier, hit.similarity, hit.question)
+    result.tier, result.similarity, result.matched_question = hit.tier, hit.similarity, hit.question
     result.entry_id, result.answer_bytes = hit.entry.id, len(data)
     status = write_all(out_fd, data)
     if status:
@@ -146,17 +214,19 @@ def _best_effort() -> Iterator[None]:
         print(f"thrift: warning: event not recorded: {exc}", file=sys.stderr)
 
 
-def _miss(look: Lookup, exit_code: int) -> AskResult:
+def _looked(result: AskResult, look: Lookup) -> Lookup:
+    """Add `look` to the report; the lookup returned with its latency the ask's lookup
+    time so far, which is what its event records."""
+    result.lookup_ms = (result.lookup_ms or 0.0) + look.latency_ms
     best = look.best
-    return _result(
-        look, exit_code, "miss", best.similarity if best else None, best.entry.question if best else None
-    )
-
-
-def _result(
-    look: Lookup, exit_code: int, tier: str, similarity: float | None, matched: str | None
-) -> AskResult:
-    vetoed = [
+    result.similarity = best.similarity if best else None
+    result.matched_question = best.entry.question if best else None
+    result.vetoed = [
         {"question": v.question, "similarity": round(v.similarity, 4), "guard": v.guard} for v in look.vetoes
     ]
-    return AskResult(exit_code, tier, look.namespace, look.latency_ms, similarity, matched, vetoed=vetoed)
+    return replace(look, latency_ms=result.lookup_ms)
+
+
+def _missed(result: AskResult, exit_code: int) -> AskResult:
+    result.tier, result.exit_code = "miss", exit_code
+    return result

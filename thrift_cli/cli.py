@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
@@ -62,7 +63,55 @@ def ask_command(
 ) -> int:
     """`thrift ask`, its options parsed (by typer, or by `_parse_ask`)."""
     from thrift_cli import keys
-    from thrift_cli.ask import AskOptions
+    from thrift_cli.ask import AskResult
+
+    # Known as soon as the command is: even a refused ask reports its namespace.
+    result = AskResult(
+        namespace=namespace or (keys.command_namespace(command, stdin=stdin) if command else None)
+    )
+    try:
+        _ask(
+            result,
+            command,
+            question,
+            namespace=result.namespace,
+            min_similarity=min_similarity,
+            ttl=ttl,
+            refresh=refresh,
+            no_store=no_store,
+            lookup_only=lookup_only,
+            stdin=stdin,
+            timeout=timeout,
+        )
+    except (ThriftError, KeyboardInterrupt, SystemExit) as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        # Nothing was answered: the same `thrift:` line as any error, and the report
+        # (with what was known by then) after it, still the last line of stderr.
+        result.error, result.exit_code = failure
+        result.tier, result.stored = "error", False
+    if result.error:
+        print(f"thrift: {result.error}", file=sys.stderr)
+    _report(result, as_json=as_json, verbose=verbose)
+    return result.exit_code
+
+
+def _ask(
+    result: AskResult,
+    command: list[str] | None,
+    question: str | None,
+    *,
+    namespace: str | None,
+    min_similarity: float | None,
+    ttl: str | None,
+    refresh: bool,
+    no_store: bool,
+    lookup_only: bool,
+    stdin: bool,
+    timeout: str | None,
+) -> None:
+    from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
     from thrift_cli.cache import SemanticCache, check_min_similarity
     from thrift_cli.helper import HelperClient
@@ -90,16 +139,14 @@ def ask_command(
     text = _read_question(question)
     if not text.strip():
         raise UsageError("the question is empty")
-    ns = namespace or keys.command_namespace(command or [], stdin=stdin)
+    if lookup_only and not db_path().exists():
+        nothing_cached(text, options, result)  # and nothing created: not even THRIFT_HOME
+        return
     # One search per process: sqlite-vec on disk beats loading every vector into memory.
-    with SemanticCache(min_similarity=min_similarity, namespace=ns, memory_index=False) as cache:
+    with SemanticCache(min_similarity=min_similarity, namespace=namespace, memory_index=False) as cache:
         cache.helper = HelperClient.find(db_path().parent)  # a running `thrift helper`, if any
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
-        result = run_ask(cache, text, options, 1)
-    if result.error:
-        print(f"thrift: {result.error}", file=sys.stderr)
-    _report(result, as_json=as_json, verbose=verbose)
-    return result.exit_code
+        run_ask(cache, text, options, 1, result)
 
 
 # -- the fast path's parser ------------------------------------------------------------
@@ -180,15 +227,36 @@ def _report(result: object, *, as_json: bool, verbose: bool) -> None:
     from thrift_cli.ask import AskResult
 
     assert isinstance(result, AskResult)
-    if verbose:
+    if verbose and result.tier != "error":  # an error has said everything in its line
         for line in _describe(result):
             print(line, file=sys.stderr)
     if as_json:  # last, so a script can read the last line of stderr
         record = asdict(result)
-        for name in ("lookup_ms", "call_ms", "similarity"):
+        total_ms = _process_age_ms()
+        # What thrift added to the call: on a hit (or an error), all of it.
+        record.update(total_ms=total_ms, overhead_ms=total_ms - (result.call_ms or 0.0))
+        for name in ("lookup_ms", "waited_ms", "call_ms", "total_ms", "overhead_ms", "similarity"):
             if record[name] is not None:
                 record[name] = round(record[name], 4 if name == "similarity" else 2)
         print(json.dumps(record, ensure_ascii=False), file=sys.stderr)
+
+
+# When this module was imported: the process's start where the kernel cannot tell.
+_IMPORTED = time.monotonic()
+
+
+def _process_age_ms() -> float:
+    """Milliseconds since this process started. On Linux the kernel records the start
+    (in /proc/self/stat, to the clock tick: 10 ms), so the interpreter's own start-up
+    and imports count as they should; elsewhere, since thrift's entry point was imported."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            # Field 22, counted after the command name, which may hold spaces and ")".
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        started = ticks / os.sysconf("SC_CLK_TCK")
+        return max(time.clock_gettime(time.CLOCK_BOOTTIME) - started, 0.0) * 1000.0
+    except (OSError, ValueError, IndexError, AttributeError):
+        return (time.monotonic() - _IMPORTED) * 1000.0
 
 
 def _describe(result: AskResult) -> list[str]:
@@ -201,14 +269,23 @@ def _describe(result: AskResult) -> list[str]:
         line = "thrift: miss"
         if result.similarity is not None:
             line += f" (closest: {result.similarity:.3f}, {result.matched_question!r})"
-        if result.call_ms is not None:
-            line += f", command ran {result.call_ms / 1000:.2f} s"
-            line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
+    if result.waited_ms is not None and result.waited_ms >= _SHOWN_WAIT_MS:
+        line += f", waited {result.waited_ms / 1000:.2f} s for another thrift ask's call"
+    if result.call_ms is not None:
+        line += f", command ran {result.call_ms / 1000:.2f} s"
+        line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
+    elif result.tier == "miss" and result.not_stored_because is not None:
+        line += f", not run: {result.not_stored_because}"
     lines = [f"{line} [namespace {result.namespace}]"]
-    for veto in result.vetoed or []:
+    for veto in result.vetoed:
         guard, question, similarity = veto["guard"], veto["question"], veto["similarity"]
         lines.append(f"thrift:   vetoed by the {guard} guard: {question!r} (similarity {similarity})")
     return lines
+
+
+# -v mentions a wait from this long on (a free lock takes well under a millisecond;
+# a lock that was held is polled every 20 ms). --json always gives the measured time.
+_SHOWN_WAIT_MS = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,14 +300,33 @@ def main(argv: list[str] | None = None) -> int:
         if fast is not None:
             return ask_command(command, **fast)
         return _typer_main(args, command)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except RunnerError as exc:
-        return _fail(str(exc), exc.exit_code)
-    except UsageError as exc:
-        return _fail(str(exc), 2)
-    except ThriftError as exc:
-        return _fail(str(exc), 1)
+    except (ThriftError, KeyboardInterrupt) as exc:
+        message, code = _failure(exc) or (str(exc), 1)
+        return _fail(message, code)
+
+
+def _failure(exc: BaseException) -> tuple[str, int] | None:
+    """The `thrift:` message and exit code of an error that ends thrift, or None for an
+    exception that is not one of ours."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, SystemExit):  # raised by the SIGTERM and SIGHUP handlers, see run()
+        code = exc.code
+        if not isinstance(code, int) or code <= 128:
+            return None
+        import signal
+
+        try:
+            return f"terminated by {signal.Signals(code - 128).name}", code
+        except ValueError:
+            return None
+    if isinstance(exc, RunnerError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, ThriftError):
+        return str(exc), 1
+    return None
 
 
 def _typer_main(args: list[str], command: list[str] | None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import unicodedata
@@ -38,15 +39,22 @@ def exact_key(namespace: str, question: str) -> str:
 def command_namespace(command: list[str], *, stdin: bool = False) -> str:
     """The namespace of answers produced by `command`: its full command line.
 
-    `llm -m gpt-4o` and `llm -m claude` differ, so they never share answers. The
-    question's position is part of it: appending the question and an explicit `{}` at the
-    end are the same call; piping it on stdin is written `< {}`.
+    `llm -m gpt-4o` and `llm -m claude` differ, so they never share answers. A program
+    given as a path (`./ask.sh`, `bin/llm`) is named by its real path, so the same script
+    reached two ways shares answers and two projects' `./ask.sh` do not; a bare name
+    looked up on PATH (`llm`) stays a name, the same on every machine. The question's
+    position is part of it: appending the question and an explicit `{}` at the end are the
+    same call; piping it on stdin is written `< {}`, and there a `{}` argument is a
+    literal (runner.command_argv leaves it alone), so it is quoted.
     """
     template = list(command)
-    if not stdin and PLACEHOLDER not in template:
+    if template and "/" in template[0]:
+        template[0] = os.path.realpath(template[0])
+    if stdin:
+        return " ".join(shlex.quote(arg) for arg in template) + " < " + PLACEHOLDER
+    if PLACEHOLDER not in template:
         template.append(PLACEHOLDER)
-    line = " ".join(arg if arg == PLACEHOLDER else shlex.quote(arg) for arg in template)
-    return line + " < " + PLACEHOLDER if stdin else line
+    return " ".join(arg if arg == PLACEHOLDER else shlex.quote(arg) for arg in template)
 
 
 def api_key_namespace(api_key: str) -> str:

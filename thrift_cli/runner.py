@@ -22,11 +22,14 @@ _KILL_GRACE_S = 2.0
 
 
 def command_argv(command: list[str], question: str, *, stdin: bool) -> list[str]:
-    """The argv to run: `{}` replaced by the question, else the question appended
-    (unless it goes to stdin)."""
+    """The argv to run. With `stdin` the question goes to the command's stdin only and
+    the arguments are passed untouched (a `{}` stays `{}`); otherwise it replaces each
+    `{}`, or is appended when there is none."""
+    if stdin:
+        return list(command)
     if PLACEHOLDER in command:
         return [question if arg == PLACEHOLDER else arg for arg in command]
-    return list(command) if stdin else [*command, question]
+    return [*command, question]
 
 
 @dataclass

@@ -377,6 +377,18 @@ class SQLiteStore(Tier):
         )
         return [Event(*r) for r in rows]
 
+    def last_event_id(self) -> int | None:
+        return int(self._read("SELECT coalesce(max(id), 0) FROM events")[0][0])
+
+    def calls_since(self, question_hash: str, event_id: int) -> list[Event]:
+        rows = self._read(
+            "SELECT namespace, tier, latency_ms, similarity, answer_bytes, call_ms, outcome, entry_id, "
+            "question_hash, at FROM events WHERE id > ? AND question_hash = ? AND tier = 'miss' "
+            "AND call_ms IS NOT NULL ORDER BY id",
+            (event_id, question_hash),
+        )
+        return [Event(*r) for r in rows]
+
     @staticmethod
     def _insert_event(conn: Any, e: Event) -> None:
         conn.execute(

@@ -46,6 +46,14 @@ class Tier(ABC):
     def record(self, event: Event) -> None:
         """Keep a lookup event for the metrics. Default: dropped."""
 
+    def last_event_id(self) -> int | None:
+        """The id of the newest recorded event; None: this tier keeps no events."""
+        return None
+
+    def calls_since(self, question_hash: str, event_id: int) -> list[Event]:
+        """Recorded misses of `question_hash` after event `event_id` that ran a call."""
+        return []
+
     def record_hit(self, entry_id: str, event: Event) -> None:
         """Count a hit on an entry and record its event."""
         self.touch(entry_id, event.at)

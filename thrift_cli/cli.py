@@ -8,6 +8,7 @@ accept exactly the same command lines (tests/test_cli_fast.py compares them).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -356,6 +357,31 @@ def _fail(message: str, code: int) -> int:
 _ADDED_ENV: set[str] = set()
 
 
+def _park_closed_std_fds() -> None:
+    """Put /dev/null on whichever of fds 0-2 we were started without (`>&-`), before anything
+    opens a file: the next file opened takes the lowest free number, and writing the answer
+    to fd 1 would then write it into the cache file or a lock file.
+
+    stdout gets a read-only /dev/null, so writing the answer still fails with EBADF, as on
+    the closed descriptor, and is reported as `echo` reports it (exit 1); the command's
+    answer is still stored. A closed stderr needs a stream too: Python's print() falls
+    back to stdout when sys.stderr is None, which would mix our messages into the answer.
+    """
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_RDONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                continue
+        null = os.open(os.devnull, mode)  # the lowest free number: `fd` itself
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if fd == 2:  # the stream lives as long as the process: no `with`
+            sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the runner, which ends the command
 
@@ -364,6 +390,7 @@ def run() -> None:
     """Console-script entry point."""
     import signal
 
+    _park_closed_std_fds()
     # One question is a tiny matrix product: BLAS threads only add wake-up and contention
     # cost (measured 9 ms single-threaded against 18-280 ms with two threads on a busy
     # 2-core machine). Set before numpy is first imported; a user's setting wins.

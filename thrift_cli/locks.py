@@ -18,6 +18,9 @@ from thrift_cli.errors import StoreError
 
 STRIPES = 4096
 _POLL_S = 0.02
+# No single wait gets more than this, however long the timeout: Lock.acquire refuses a
+# timeout past threading.TIMEOUT_MAX (OverflowError), so longer ones are waited in slices.
+_MAX_WAIT_S = 86400.0
 
 try:
     import fcntl
@@ -37,7 +40,7 @@ def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None)
     seconds passed first, in which case the caller goes ahead unlocked."""
     if lock_dir is None or fcntl is None:
         lock = _local_locks[_stripe(key) % len(_local_locks)]
-        got = lock.acquire(timeout=-1 if timeout is None else timeout)
+        got = _acquire(lock, None if timeout is None else time.monotonic() + timeout)
         try:
             yield got
         finally:
@@ -64,3 +67,13 @@ def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None)
         yield got
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(lock: threading.Lock, deadline: float | None) -> bool:
+    """`lock.acquire` until `deadline` (None: forever), in bounded slices."""
+    while True:
+        left = _MAX_WAIT_S if deadline is None else min(deadline - time.monotonic(), _MAX_WAIT_S)
+        if lock.acquire(timeout=max(left, 0.0)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False

@@ -15,7 +15,8 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -139,47 +140,38 @@ def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
 
 
 class _Caches:
-    """The helper's caches, one per namespace, on one connection to the store. When the
-    file is deleted or replaced under it (`rm cache.db`, a restored backup), they are
-    reopened: serving or storing into a file nobody else sees would lose answers."""
+    """The helper's model, loaded once, and its store, opened for each request and closed
+    after it, as a one-shot `thrift ask` does. A helper that kept the file open would keep
+    its `-wal` and `-shm` under their names: SQLite finds them by name, so after a `mv`,
+    `cp` or `rm` of `cache.db` every other process would read the old file's WAL frames
+    over the new file and checkpoint them into it. Closed, the last connection removes
+    them. The store keeps its in-memory indexes across reopens only while the file is
+    provably the same (`SQLiteStore.reopen`)."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self._caches: dict[str, Any] = {}
-        self._identity: tuple[int, int] | None = None
-        self._embedder: Any = None
-
-    def get(self, namespace: str) -> Any:
-        from thrift_cli.cache import SemanticCache
+        from thrift_cli.embed import default_embedder
         from thrift_cli.home import db_path
+        from thrift_cli.store import SQLiteStore
+
+        self.store = SQLiteStore(db_path(home), memory_index=True)  # a bad file fails here
+        self.store.close()
+        self.embedder = default_embedder(warm=True, home=home)
+
+    @contextmanager
+    def opened(self) -> Iterator[Callable[[str], Any]]:
+        """The file, open for one request: yields the cache of a namespace."""
+        from thrift_cli.cache import SemanticCache
 
         try:
-            st = os.stat(db_path(self.home))
-            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except OSError:
-            identity = None
-        if identity != self._identity or identity is None:
-            self.close()
-        if namespace not in self._caches:
-            first = next(iter(self._caches.values()), None)
-            cache = SemanticCache(
-                namespace=namespace,
-                home=self.home if first is None else None,
-                tier=None if first is None else first.tier,
-                embedder=self._embedder,
+            self.store.reopen()
+            yield lambda namespace: SemanticCache(
+                namespace=namespace, tier=self.store, embedder=self.embedder
             )
-            self._embedder = cache.embedder
-            self._caches[namespace] = cache
-            st = os.stat(db_path(self.home))
-            self._identity = (st.st_dev, st.st_ino)
-        return self._caches[namespace]
+        finally:
+            self.store.close()
 
     def close(self) -> None:
-        first = next(iter(self._caches.values()), None)
-        if first is not None:
-            first.close()
-        self._caches = {}
-        self._identity = None
+        self.store.close()
 
 
 def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None:
@@ -187,7 +179,7 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
 
     path.unlink(missing_ok=True)  # left by a helper that was killed: we hold the lock
     caches = _Caches(home)
-    caches.get("default").embedder.embed(["warm up"])  # load the model before a client waits
+    caches.embedder.embed(["warm up"])  # load the model before a client waits
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is created 0600: only its owner may ask
     try:
@@ -210,7 +202,8 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
                     if not _same_user(conn):
                         continue
                     request = json.loads(_read_line(conn, time.monotonic() + TIMEOUT_S))
-                    reply = _handle(request, caches.get)
+                    with caches.opened() as cache_for:
+                        reply = _handle(request, cache_for)
                 except ThriftError as exc:
                     reply = {"ok": False, "error": str(exc)}
                 except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:

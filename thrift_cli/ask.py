@@ -53,6 +53,12 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
     query = cache.query(question)
     if "\0" in query.question and not options.stdin:
         raise UsageError("the question contains a NUL byte, which no argument can carry; use --stdin")
+    if cache.read_only:
+        # One line for the whole ask, not one per write it cannot make.
+        print(
+            f"thrift: warning: {cache.read_only}: answers are not cached, lookups not recorded",
+            file=sys.stderr,
+        )
     if not options.refresh:
         look = cache.explain(query, min_similarity=options.min_similarity)
         if look.hit is not None:
@@ -84,7 +90,9 @@ def ask(cache: SemanticCache, question: str, options: AskOptions, out_fd: int) -
             result.error = f"cannot write the answer to stdout: {run.write_error}"
             result.exit_code = result.exit_code or 1
         answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
-        if answer is not None:
+        if answer is not None and cache.read_only:
+            result.not_stored_because = cache.read_only
+        elif answer is not None:
             try:
                 # --refresh replaces this question's own entry only: the paraphrase that
                 # would have been served may be right for its own question.

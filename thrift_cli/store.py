@@ -79,7 +79,9 @@ class SQLiteStore(Tier):
         with self._lock:
             if self._conn is not None:
                 return
-            self._conn = db.connect(self.path)
+            read_only = db.read_only(self.path)
+            self.read_only = f"the cache {self.path} is read-only" if read_only else None
+            self._conn = db.connect(self.path, read_only=read_only)
             self._seen_version, self._fresh = None, set()  # data_version is per connection
             if not self._same_file():
                 self._indexes, self._graphs = {}, {}
@@ -119,6 +121,8 @@ class SQLiteStore(Tier):
     @contextmanager
     def _write(self) -> Iterator[Any]:
         with self._lock:
+            if self.read_only:
+                raise StoreError(self.read_only)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except self._sqlite.Error as exc:
@@ -177,7 +181,8 @@ class SQLiteStore(Tier):
         return self.path.parent / "index"
 
     def _refresh(self, namespace: str) -> None:
-        hnsw.refresh_in_background(self.path.parent, [namespace])
+        if not self.read_only:  # a read-only cache cannot record a graph: scan exactly
+            hnsw.refresh_in_background(self.path.parent, [namespace])
 
     def count(self, namespace: str, up_to: int = 2**63 - 1) -> int:
         """Live and expired-but-not-yet-purged entries of `namespace` with rowid <= `up_to`."""
@@ -382,11 +387,15 @@ class SQLiteStore(Tier):
             )
 
     def record(self, event: Event) -> None:
+        if self.read_only:
+            return  # events are metrics: a read-only cache keeps none (thrift ask says so)
         with self._write() as conn:
             self._insert_event(conn, event)
 
     def record_hit(self, entry_id: str, event: Event) -> None:
         """Count a hit and record its event in one transaction (one fsync, not two)."""
+        if self.read_only:
+            return
         with self._write() as conn:
             conn.execute(
                 "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?",
@@ -412,6 +421,8 @@ class SQLiteStore(Tier):
         current = self.meta(key)
         if current is not None:
             return current  # the usual case: no write transaction
+        if self.read_only:
+            return value  # nothing is stored that could disagree with it
         with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]

@@ -62,6 +62,12 @@ def ask(
     deadline = None if options.timeout is None else time.monotonic() + options.timeout
     query = cache.query(question)
     check_question(query.question, options)
+    if cache.read_only:
+        # One line for the whole ask, not one per write it cannot make.
+        print(
+            f"thrift: warning: {cache.read_only}: answers are not cached, lookups not recorded",
+            file=sys.stderr,
+        )
     if not options.refresh:
         look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
         if look.hit is not None:
@@ -113,7 +119,9 @@ def _call(
         result.error = f"cannot write the answer to stdout: {run.write_error}"
         result.exit_code = result.exit_code or 1
     answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
-    if answer is not None:
+    if answer is not None and cache.read_only:
+        result.not_stored_because = cache.read_only
+    elif answer is not None:
         try:
             # --refresh replaces this question's own entry only: the paraphrase that
             # would have been served may be right for its own question.

@@ -299,10 +299,19 @@ class SemanticCache:
     def delete(self, entry_id: str) -> bool:
         return self.tier.delete(entry_id)
 
+    @property
+    def read_only(self) -> str | None:
+        """Why this cache can be read but not written (a read-only file or directory),
+        else None. Lookups work; stores fail; events are not recorded."""
+        return self.tier.read_only
+
     @contextmanager
     def single_flight(self, query: Query, timeout: float | None = None) -> Iterator[bool]:
-        """Serialise misses on one question across threads and processes."""
-        with locks.single_flight(self._lock_dir, query.key, timeout) as got:
+        """Serialise misses on one question across threads and processes. A read-only
+        cache stores no answer a waiter could be given, and cannot hold lock files: its
+        misses run at once (in-process locks only)."""
+        lock_dir = None if self.read_only else self._lock_dir
+        with locks.single_flight(lock_dir, query.key, timeout) as got:
             yield got
 
     def last_event_id(self) -> int | None:

@@ -51,22 +51,69 @@ def sql_dir() -> Path:
     raise StoreError("thrift's schema files are missing; reinstall thrift-cli")
 
 
-def connect(path: Path) -> Any:
-    """Open (creating if needed) the cache file at `path`, migrated to the current schema."""
+def read_only(path: Path) -> bool:
+    """Whether the cache file at `path` exists and this process can read it but neither
+    write it nor create its `-wal` and `-shm` beside it (a chmod'ed file or directory, a
+    read-only mount). Such a file is opened read-only: lookups work, nothing is written."""
+    if not path.is_file():
+        return False  # missing: `connect` creates it, or says why it cannot
+    return not (_writable(path) and _writable(path.parent))
+
+
+def _writable(path: Path) -> bool:
+    # The effective ids decide what open(2) allows (setuid wrappers, tests run as root
+    # without CAP_DAC_OVERRIDE).
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _read_only_uri(path: Path) -> str:
+    """The URI that opens `path` read-only.
+
+    A WAL database needs its `-shm` (and reads its `-wal`). `mode=ro` reads through those
+    a writer left, but where there are none it must create them: in a read-only directory
+    it cannot, and in a writable one it leaves a read-only `-shm` behind that later
+    breaks writing to the file. `immutable=1` (no locks, no shm, the WAL ignored) needs
+    neither, and thrift uses it only when it cannot miss anything: there is no `-wal`, so
+    the file holds every committed answer, and nothing can write the file while we read
+    it, because the file or its directory grants write permission to nobody (or sits on
+    a read-only mount): a WAL-mode write must create a `-wal` there first, and a chmod
+    has to come before any write.
+    """
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not Path(f"{path}-wal").exists() and (_nobody_writes(path) or _nobody_writes(path.parent)):
+        uri += "&immutable=1"
+    return uri
+
+
+def _nobody_writes(path: Path) -> bool:
+    read_only_mount = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    return read_only_mount or path.stat().st_mode & 0o222 == 0
+
+
+def connect(path: Path, *, read_only: bool = False) -> Any:
+    """Open (creating if needed) the cache file at `path`, migrated to the current schema.
+    `read_only` (see `read_only()`): open it without writing anything, schema included."""
     sqlite = sqlite_module()
     if path.exists() and not path.is_file():
         raise StoreError(f"cache file {path} is not a regular file")
     new = not path.exists()
     try:
-        # Cached answers can be private: the home and the file are the owner's alone.
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not read_only:
+            # Cached answers can be private: the home and the file are the owner's alone.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if new:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:
         raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
         conn = sqlite.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            _read_only_uri(path) if read_only else str(path),
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=read_only,
         )
     except sqlite.Error as exc:
         raise StoreError(f"cannot open cache file {path}: {exc}") from None
@@ -80,10 +127,13 @@ def connect(path: Path) -> Any:
         conn.enable_load_extension(True)
         conn.load_extension(vec_extension_path())
         conn.enable_load_extension(False)
-        _set_wal(conn, sqlite)
-        # FULL: a committed answer survives a power cut, not only a crashed process.
-        conn.execute("PRAGMA synchronous = FULL")
-        migrate(conn, sqlite)
+        if read_only:
+            check_migrated(conn)
+        else:
+            _set_wal(conn, sqlite)
+            # FULL: a committed answer survives a power cut, not only a crashed process.
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn, sqlite)
     except StoreError as exc:
         conn.close()
         raise StoreError(f"cache file {path}: {exc}") from None
@@ -131,10 +181,7 @@ def migrate(conn: Any, sqlite: ModuleType) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
         )
         applied = _applied(conn)
-        unknown = applied - {name for name, _ in wanted}
-        if unknown:
-            newest = sorted(unknown)[-1]
-            raise StoreError(f"written by a newer thrift (migration {newest}); upgrade thrift-cli")
+        _refuse_newer(applied, wanted)
         done = []
         for name, sql in wanted:
             if name in applied:
@@ -148,6 +195,27 @@ def migrate(conn: Any, sqlite: ModuleType) -> list[str]:
         conn.execute("ROLLBACK")
         raise
     return done
+
+
+def check_migrated(conn: Any) -> None:
+    """For a file opened read-only: refuse one whose schema is not this thrift's, since
+    it cannot be migrated (and guessing at an old schema would misread it)."""
+    wanted = migrations()
+    applied = _applied(conn)
+    _refuse_newer(applied, wanted)
+    pending = [name for name, _ in wanted if name not in applied]
+    if pending:
+        raise StoreError(
+            f"is read-only but needs upgrading to this thrift's schema ({', '.join(pending)}); "
+            "open it once with write access"
+        )
+
+
+def _refuse_newer(applied: set[str], wanted: list[tuple[str, str]]) -> None:
+    unknown = applied - {name for name, _ in wanted}
+    if unknown:
+        newest = sorted(unknown)[-1]
+        raise StoreError(f"written by a newer thrift (migration {newest}); upgrade thrift-cli")
 
 
 def _applied(conn: Any) -> set[str]:

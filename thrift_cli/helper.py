@@ -5,7 +5,9 @@ A cold `thrift ask` that misses the exact tier must import numpy and load the mo
 instead, over a Unix socket in `THRIFT_HOME` (mode 0600): one JSON line there, one back.
 The helper runs the same `SemanticCache.explain` and `store` on the same SQLite file, so
 answers are the same with or without it. Any failure (no helper, a dead one, a slow one)
-makes the client return None and `thrift ask` does the work itself.
+makes the client return None and `thrift ask` does the work itself. A helper that
+timed out (hung, stopped with SIGSTOP) is skipped by every client of the home for a
+minute (`HUNG_NAME`), so only one ask a minute pays the timeout.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ from thrift_cli.models import CacheEntry, CacheHit, Candidate, Lookup, Veto
 
 SOCKET_NAME = "helper.sock"
 LOCK_NAME = "helper.lock"
+# Touched when a client gave up waiting for the helper: every client of the home skips
+# the helper until it is RETRY_HUNG_S old; then the first to see that tries again.
+# A helper that starts removes it.
+HUNG_NAME = "helper.hung"
+RETRY_HUNG_S = 60.0
 # Bumped when a request or reply changes: a helper left running across an upgrade is
 # then ignored, not misread.
 PROTOCOL = 1
@@ -44,6 +52,9 @@ class HelperClient:
 
     def __init__(self, path: Path, timeout: float = TIMEOUT_S) -> None:
         self.path, self.timeout = path, timeout
+        self._hung = path.with_name(HUNG_NAME)
+        self._retrying = False
+        self._gave_up = False  # this process asks a failed helper nothing more
 
     @classmethod
     def find(cls, home: Path) -> HelperClient | None:
@@ -72,6 +83,8 @@ class HelperClient:
         return entry if entry is not None and entry.namespace == namespace else None
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        if self._gave_up or self._recently_hung():
+            return None
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(self.timeout)
@@ -80,10 +93,62 @@ class HelperClient:
                     return None  # never send a question to, or trust an answer from, another user
                 s.sendall(json.dumps({**request, "version": PROTOCOL}).encode() + b"\n")
                 reply = json.loads(_read_line(s, time.monotonic() + self.timeout))
+        except TimeoutError:
+            self._gave_up = True
+            _touch(self._hung)  # a hung helper: the next minute of asks skip it
+            return None
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._gave_up = True
+            _remove_stale_socket(self.path)  # a dead helper: later asks need not connect
+            return None
         except (OSError, ValueError):
-            return None  # no helper, a dead one, a slow one: the caller does the work
+            return None  # a helper that failed this request: the caller does the work
+        if self._retrying:
+            self._hung.unlink(missing_ok=True)  # it answers again
+            self._retrying = False
         ok = isinstance(reply, dict) and reply.get("ok") and reply.get("version") == PROTOCOL
         return reply if ok else None
+
+    def _recently_hung(self) -> bool:
+        """Whether a client timed out on the helper less than RETRY_HUNG_S ago. The first
+        client to find the mark older tries again, and renews the mark first, so the
+        others keep skipping the helper while it waits."""
+        try:
+            age = time.time() - self._hung.stat().st_mtime
+        except OSError:
+            return False  # the usual case: no mark
+        if 0 <= age < RETRY_HUNG_S:
+            return True
+        _touch(self._hung)
+        self._retrying = True
+        return False
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.utime(path)
+    except OSError:
+        pass  # a read-only home: every ask then pays the timeout, nothing worse
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove the socket of a helper that died (killed, crashed), and only then: a live
+    helper holds LOCK_NAME for its whole life, including while it starts, before it
+    binds its socket; while we hold the lock, none can bind one."""
+    import fcntl
+
+    try:
+        fd = os.open(path.with_name(LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a helper holds it (starting up), or the home is read-only: leave it
+    finally:
+        os.close(fd)
 
 
 def _same_user(s: socket.socket) -> bool:
@@ -101,7 +166,7 @@ def _read_line(s: socket.socket, deadline: float) -> bytes:
     size = 0
     while True:
         if time.monotonic() > deadline:
-            raise OSError("timed out")
+            raise TimeoutError("timed out")
         chunk = s.recv(65536)
         if not chunk:
             raise OSError("the helper closed the connection")
@@ -125,61 +190,65 @@ def serve(home: Path, *, ready: Callable[[Path], None] | None = None) -> None:
         lock = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise ThriftError(f"cannot use {home}: {exc.strerror or exc}") from None
-    try:
-        import fcntl
-
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for the helper's lifetime
-    except BlockingIOError:
+    if not _lock_for_life(lock):
         os.close(lock)
-        raise ThriftError(f"a helper is already running on {path}") from None
+        raise ThriftError(f"a helper is already running on {path}")
     try:
         _serve(home, path, ready)
     finally:
         os.close(lock)
 
 
+def _lock_for_life(fd: int) -> bool:
+    """Take the helper lock, held for the helper's lifetime. A client that found a dead
+    helper's socket holds it for an instant (`_remove_stale_socket`): a lock still held
+    after a second belongs to a running helper."""
+    import fcntl
+
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+
 class _Caches:
-    """The helper's caches, one per namespace, on one connection to the store. When the
-    file is deleted or replaced under it (`rm cache.db`, a restored backup), they are
-    reopened: serving or storing into a file nobody else sees would lose answers."""
+    """The helper's model, loaded once, and its store, opened for each request and closed
+    after it, as a one-shot `thrift ask` does. A helper that kept the file open would keep
+    its `-wal` and `-shm` under their names: SQLite finds them by name, so after a `mv`,
+    `cp` or `rm` of `cache.db` every other process would read the old file's WAL frames
+    over the new file and checkpoint them into it. Closed, the last connection removes
+    them. The store keeps its in-memory indexes across reopens only while the file is
+    provably the same (`SQLiteStore.reopen`)."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self._caches: dict[str, Any] = {}
-        self._identity: tuple[int, int] | None = None
-        self._embedder: Any = None
-
-    def get(self, namespace: str) -> Any:
-        from thrift_cli.cache import SemanticCache
+        from thrift_cli.embed import default_embedder
         from thrift_cli.home import db_path
+        from thrift_cli.store import SQLiteStore
+
+        self.store = SQLiteStore(db_path(home), memory_index=True)  # a bad file fails here
+        self.store.close()
+        self.embedder = default_embedder(warm=True, home=home)
+
+    @contextmanager
+    def opened(self) -> Iterator[Callable[[str], Any]]:
+        """The file, open for one request: yields the cache of a namespace."""
+        from thrift_cli.cache import SemanticCache
 
         try:
-            st = os.stat(db_path(self.home))
-            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except OSError:
-            identity = None
-        if identity != self._identity or identity is None:
-            self.close()
-        if namespace not in self._caches:
-            first = next(iter(self._caches.values()), None)
-            cache = SemanticCache(
-                namespace=namespace,
-                home=self.home if first is None else None,
-                tier=None if first is None else first.tier,
-                embedder=self._embedder,
+            self.store.reopen()
+            yield lambda namespace: SemanticCache(
+                namespace=namespace, tier=self.store, embedder=self.embedder
             )
-            self._embedder = cache.embedder
-            self._caches[namespace] = cache
-            st = os.stat(db_path(self.home))
-            self._identity = (st.st_dev, st.st_ino)
-        return self._caches[namespace]
+        finally:
+            self.store.close()
 
     def close(self) -> None:
-        first = next(iter(self._caches.values()), None)
-        if first is not None:
-            first.close()
-        self._caches = {}
-        self._identity = None
+        self.store.close()
 
 
 def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None:
@@ -187,7 +256,7 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
 
     path.unlink(missing_ok=True)  # left by a helper that was killed: we hold the lock
     caches = _Caches(home)
-    caches.get("default").embedder.embed(["warm up"])  # load the model before a client waits
+    caches.embedder.embed(["warm up"])  # load the model before a client waits
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is created 0600: only its owner may ask
     try:
@@ -199,6 +268,7 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
         os.umask(old_umask)
     bound = os.stat(path).st_ino
     server.listen(64)
+    (home / HUNG_NAME).unlink(missing_ok=True)  # clients skipping a hung predecessor: ask us
     if ready is not None:
         ready(path)
     try:
@@ -210,7 +280,8 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
                     if not _same_user(conn):
                         continue
                     request = json.loads(_read_line(conn, time.monotonic() + TIMEOUT_S))
-                    reply = _handle(request, caches.get)
+                    with caches.opened() as cache_for:
+                        reply = _handle(request, cache_for)
                 except ThriftError as exc:
                     reply = {"ok": False, "error": str(exc)}
                 except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:

@@ -7,6 +7,7 @@ the kernel drops it when its holder exits, so a crashed process never leaves it 
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -34,11 +35,27 @@ def _stripe(key: str) -> int:
     return int(key.rsplit(":", 1)[-1][:8], 16) % STRIPES
 
 
+def _open_stripe(lock_dir: Path, key: str) -> int | None:
+    """The stripe's lock file, or None where this process may not create one (a
+    read-only home or mount): it then runs without single flight across processes, which
+    costs at worst a second call, never an answer. Anything else in the way is an error."""
+    try:
+        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return None
+        raise StoreError(f"cannot use the lock directory {lock_dir}: {exc.strerror or exc}") from None
+
+
 @contextmanager
 def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None) -> Iterator[bool]:
     """Hold the lock for `key` (an exact key, `v1:<hex>`); yields False if `timeout`
     seconds passed first, in which case the caller goes ahead unlocked."""
-    if lock_dir is None or fcntl is None:
+    fd = None if lock_dir is None or fcntl is None else _open_stripe(lock_dir, key)
+    if fd is None:
         lock = _local_locks[_stripe(key) % len(_local_locks)]
         got = _acquire(lock, None if timeout is None else time.monotonic() + timeout)
         try:
@@ -47,11 +64,6 @@ def single_flight(lock_dir: Path | None, key: str, timeout: float | None = None)
             if got:
                 lock.release()
         return
-    try:
-        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(lock_dir / f"{_stripe(key):03x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot use the lock directory {lock_dir}: {exc.strerror or exc}") from None
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         got = False

@@ -8,6 +8,7 @@ busy timeout instead of failing with "database is locked".
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -55,16 +56,73 @@ class SQLiteStore(Tier):
         with the file, instead of asking sqlite-vec (for processes that search often)."""
         self.path = path
         self._sqlite = db.sqlite_module()
-        self._conn = db.connect(path)
         self._lock = threading.RLock()  # one connection, shared by an application's threads
         self._memory_index = memory_index
         self._indexes: dict[str, VectorIndex] = {}
         self._graphs: dict[str, hnsw.Graph | None] = {}
         self._seen_version: int | None = None  # PRAGMA data_version the indexes reflect
+        self._fresh: set[str] = set()  # namespaces whose index is in step at that version
+        self._file: tuple[int, int, int, str] | None = None  # what the indexes were read from
+        self._conn: Any = None
+        self.reopen()
+
+    # -- the connection: kept open for the store's life, or per request (`thrift helper`)
+
+    def reopen(self) -> None:
+        """Open the file (again, after `close()`). The in-memory indexes are kept only
+        while the file is provably the one they were read from: same device and inode
+        (`mv` and `rm` change it), and its newest row at the last close still there with
+        the same id. Row ids are never reused within a file, so that row catches what the
+        inode does not: another cache or a restored backup copied over the file in place,
+        even one that has since grown past the old row count (`sqlite_sequence` alone
+        would not catch that). Anything else drops the indexes, which reload on use."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            read_only = db.read_only(self.path)
+            self.read_only = f"the cache {self.path} is read-only" if read_only else None
+            self._conn = db.connect(self.path, read_only=read_only)
+            self._seen_version, self._fresh = None, set()  # data_version is per connection
+            if not self._same_file():
+                self._indexes, self._graphs = {}, {}
+
+    def _same_file(self) -> bool:
+        if self._file is None:
+            return False
+        dev, ino, row_id, entry_id = self._file
+        if any(index.max_id > row_id for index in self._indexes.values()):
+            return False  # they hold a row deleted since, which the check below cannot vouch for
+        try:
+            st = os.stat(self.path)
+            rows = self._read("SELECT id FROM entries WHERE rowid = ?", (row_id,)) if row_id else [("",)]
+        except (OSError, StoreError):
+            return False  # replaced again as we looked: start over
+        return (st.st_dev, st.st_ino) == (dev, ino) and rows == [(entry_id,)]
+
+    def close(self) -> None:
+        """Close the connection; the last one to the file checkpoints it and removes its
+        `-wal` and `-shm`, so nothing outside the file remains to be misapplied to a file
+        moved or copied over it."""
+        with self._lock:
+            if self._conn is None:
+                return
+            self._file = None
+            if self._memory_index:  # what the next `reopen` checks before reusing the indexes
+                try:
+                    st = os.stat(self.path)
+                    newest = self._conn.execute("SELECT rowid, id FROM entries ORDER BY rowid DESC LIMIT 1")
+                    row = newest.fetchone() or (0, "")
+                    self._file = (st.st_dev, st.st_ino, row[0], row[1])
+                except (OSError, self._sqlite.Error):
+                    pass  # gone or unreadable: the indexes are not reused
+            self._conn.close()
+            self._conn = None
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
         with self._lock:
+            if self.read_only:
+                raise StoreError(self.read_only)
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except self._sqlite.Error as exc:
@@ -114,13 +172,17 @@ class SQLiteStore(Tier):
             (vectors.encode(vector), k, namespace, now),
         )
         if self.count(namespace) >= hnsw.min_entries():
-            hnsw.refresh_in_background(self.path.parent, [namespace])  # next lookups use a graph
+            self._refresh(namespace)  # next lookups use a graph
         return [Candidate(_entry(row[:9]), 1.0 - float(row[9])) for row in rows]
 
     # -- HNSW graphs for large namespaces (thrift_cli/hnsw.py) ---------------------------
 
     def _graph_dir(self) -> Path:
         return self.path.parent / "index"
+
+    def _refresh(self, namespace: str) -> None:
+        if not self.read_only:  # a read-only cache cannot record a graph: scan exactly
+            hnsw.refresh_in_background(self.path.parent, [namespace])
 
     def count(self, namespace: str, up_to: int = 2**63 - 1) -> int:
         """Live and expired-but-not-yet-purged entries of `namespace` with rowid <= `up_to`."""
@@ -178,7 +240,7 @@ class SQLiteStore(Tier):
         for row_id, blob in self._rows_after(namespace, graph.watermark):
             recent.add(row_id, vectors.decode(blob))
         if len(recent) >= hnsw.REFRESH_AT:
-            hnsw.refresh_in_background(self.path.parent, [namespace])
+            self._refresh(namespace)
         return self._merged(graph, recent, namespace, vector, k, now)
 
     def _merged(
@@ -220,17 +282,22 @@ class SQLiteStore(Tier):
     def _synced_index(self, namespace: str) -> VectorIndex:
         """The namespace's rows that its graph does not hold, in memory, brought up to date.
 
-        `PRAGMA data_version` changes when another connection commits; then the graph the
-        store names is re-read (another process may have published a newer one, whose
-        rows then leave this index), rows past the index's highest id are appended (ids
-        only grow: AUTOINCREMENT), and a count that still differs means rows were
-        deleted, so the namespace is reloaded. Once the rows outside any graph reach
+        `PRAGMA data_version` changes when another connection commits (it means nothing
+        across connections: a reopened store starts over); then each namespace's index
+        is brought up to date on its next search: the graph the store names is re-read
+        (another process may have published a newer one, whose rows then leave this
+        index), rows past the index's highest id are appended (ids only grow:
+        AUTOINCREMENT), and a count that still differs means rows were deleted, so the
+        namespace is reloaded. Once the rows outside any graph reach
         `hnsw.min_entries()` (or `hnsw.REFRESH_AT` past a graph), a background
         `thrift index` folds them in: a lookup never waits for a graph to be built.
         """
         version = self._read("PRAGMA data_version")[0][0]
+        if version != self._seen_version:
+            self._fresh.clear()  # another connection committed: any index may be behind
+            self._seen_version = version
         index = self._indexes.get(namespace)
-        if index is not None and version == self._seen_version:
+        if index is not None and namespace in self._fresh:
             return index
         record = self.meta(hnsw.meta_key(namespace))
         graph = self._graphs.get(namespace)
@@ -251,11 +318,8 @@ class SQLiteStore(Tier):
             del self._indexes[namespace]
             return self._synced_index(namespace)
         if len(index) >= (hnsw.REFRESH_AT if graph is not None else hnsw.min_entries()):
-            hnsw.refresh_in_background(self.path.parent, [namespace])
-        if self._seen_version != version:
-            # Other namespaces' indexes may be stale too: drop them, they reload on use.
-            self._indexes = {namespace: index}
-        self._seen_version = version
+            self._refresh(namespace)
+        self._fresh.add(namespace)
         return index
 
     def _dim(self) -> int:
@@ -272,7 +336,7 @@ class SQLiteStore(Tier):
         with self._write() as conn:
             self._purge_expired(conn, time.time())
             stored = [self._insert(conn, entry, vector, replace) for entry, vector in items]
-        self._seen_version = None  # our own writes: re-sync the memory index on next search
+        self._fresh.clear()  # our own writes: re-sync the memory indexes on next search
         return stored
 
     def _insert(self, conn: Any, entry: CacheEntry, vector: np.ndarray, replace: bool) -> CacheEntry:
@@ -313,7 +377,7 @@ class SQLiteStore(Tier):
                 return False
             conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (row[0],))
             conn.execute("DELETE FROM entries WHERE rowid = ?", (row[0],))
-        self._seen_version = None
+        self._fresh.clear()
         return True
 
     def touch(self, entry_id: str, now: float) -> None:
@@ -323,21 +387,21 @@ class SQLiteStore(Tier):
             )
 
     def record(self, event: Event) -> None:
+        if self.read_only:
+            return  # events are metrics: a read-only cache keeps none (thrift ask says so)
         with self._write() as conn:
             self._insert_event(conn, event)
 
     def record_hit(self, entry_id: str, event: Event) -> None:
         """Count a hit and record its event in one transaction (one fsync, not two)."""
+        if self.read_only:
+            return
         with self._write() as conn:
             conn.execute(
                 "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?",
                 (event.at, entry_id),
             )
             self._insert_event(conn, event)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -357,6 +421,8 @@ class SQLiteStore(Tier):
         current = self.meta(key)
         if current is not None:
             return current  # the usual case: no write transaction
+        if self.read_only:
+            return value  # nothing is stored that could disagree with it
         with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]

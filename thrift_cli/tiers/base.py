@@ -16,6 +16,9 @@ class Tier(ABC):
     """A place answers are kept. The cache asks tiers in order and writes to all of them."""
 
     name: str = "tier"
+    # Why the tier can be read but not written (a read-only cache file), else None:
+    # stores then fail and events are not kept.
+    read_only: str | None = None
 
     @abstractmethod
     def lookup(self, question_hash: str, now: float) -> CacheEntry | None:

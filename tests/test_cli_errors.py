@@ -113,7 +113,7 @@ def test_home_that_cannot_be_created(thrift, fake_llm, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     ran = thrift("ask", "Q?", "--", *fake_llm.command(), env={"THRIFT_HOME": str(blocker / "home")})
-    assert_one_line(ran, 1, "cannot create")
+    assert_one_line(ran, 1, "THRIFT_HOME=", "cannot be created", "is not a directory")
 
 
 def test_cache_from_a_newer_thrift_is_refused_untouched(thrift, fake_llm, isolated_env):

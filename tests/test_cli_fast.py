@@ -61,7 +61,12 @@ ENV_CASES = [
     ({"THRIFT_MIN_SIMILARITY": "0.9", "THRIFT_TTL": "1h"}, {"min_similarity": 0.9, "ttl": "1h"}),
     # Empty is unset, for every variable.
     (
-        {"THRIFT_NAMESPACE": "", "THRIFT_MIN_SIMILARITY": "", "THRIFT_TTL": "", "THRIFT_HNSW_MIN_ENTRIES": ""},
+        {
+            "THRIFT_NAMESPACE": "",
+            "THRIFT_MIN_SIMILARITY": "",
+            "THRIFT_TTL": "",
+            "THRIFT_HNSW_MIN_ENTRIES": "",
+        },
         {"namespace": None, "min_similarity": None, "ttl": None},
     ),
     # Refused, naming the variable.

@@ -62,7 +62,8 @@ def test_the_generated_bash_script_completes(thrift, tmp_path):
     script = tmp_path / "thrift-completion.bash"
     script.write_bytes(thrift("--show-completion", "bash").stdout)
     bin_dir = os.path.dirname(thrift_executable()[0])
-    shell = f'source {script}; COMP_WORDS=(thrift as); COMP_CWORD=1; _thrift_completion thrift; echo "${{COMPREPLY[@]}}"'
+    complete = 'COMP_WORDS=(thrift as); COMP_CWORD=1; _thrift_completion thrift; echo "${COMPREPLY[@]}"'
+    shell = f"source {script}; {complete}"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     out = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["ask"], out.stderr

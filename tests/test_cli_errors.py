@@ -49,7 +49,7 @@ def test_bad_min_similarity(thrift, fake_llm, value):
 
 def test_bad_min_similarity_from_the_environment(thrift, fake_llm):
     ran = thrift("ask", "What?", "--", *fake_llm.command(), env={"THRIFT_MIN_SIMILARITY": "1.5"})
-    assert_one_line(ran, 2, "min")
+    assert_one_line(ran, 2, "THRIFT_MIN_SIMILARITY")
 
 
 @pytest.mark.parametrize("option,value", [("--ttl", "soon"), ("--ttl", "0"), ("--timeout", "-1")])

@@ -49,7 +49,7 @@ def test_bad_min_similarity(thrift, fake_llm, value):
 
 def test_bad_min_similarity_from_the_environment(thrift, fake_llm):
     ran = thrift("ask", "What?", "--", *fake_llm.command(), env={"THRIFT_MIN_SIMILARITY": "1.5"})
-    assert_one_line(ran, 2, "min")
+    assert_one_line(ran, 2, "THRIFT_MIN_SIMILARITY")
 
 
 @pytest.mark.parametrize("option,value", [("--ttl", "soon"), ("--ttl", "0"), ("--timeout", "-1")])
@@ -113,7 +113,7 @@ def test_home_that_cannot_be_created(thrift, fake_llm, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     ran = thrift("ask", "Q?", "--", *fake_llm.command(), env={"THRIFT_HOME": str(blocker / "home")})
-    assert_one_line(ran, 1, "cannot create")
+    assert_one_line(ran, 1, "THRIFT_HOME=", "cannot be created", "is not a directory")
 
 
 def test_cache_from_a_newer_thrift_is_refused_untouched(thrift, fake_llm, isolated_env):

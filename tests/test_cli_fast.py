@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from thrift_cli import cli
+from thrift_cli.errors import UsageError
 
 CASES = [
     ["What is RAG?"],
@@ -20,8 +21,6 @@ CASES = [
     ["--ttl", "2h", "--timeout", "30", "q"],
     ["--ttl=7d", "--timeout=2m", "q"],
     ["-s", "1e-1", "q"],
-    ["-s", "nan", "q"],
-    ["--ttl", "-5", "q"],
     ["-n", "-", "q"],
     ["q", "-n", "after the question"],
     # Handed to typer: help, version, unknown or repeated options, clusters, bad values.
@@ -32,20 +31,65 @@ CASES = [
     ["-n", "a", "-n", "b", "q"],
     ["-vn", "team", "q"],
     ["-nteam", "q"],
-    ["-s", "high", "q"],
-    ["--namespace=", "q"],
     ["q1", "q2"],
     ["-n"],
     ["--json=yes", "q"],
     ["-x"],
 ]
 
-ENV_CASES = [
-    {"THRIFT_NAMESPACE": "from-env"},
-    {"THRIFT_MIN_SIMILARITY": "0.9", "THRIFT_TTL": "1h"},
-    {"THRIFT_NAMESPACE": ""},
-    {"THRIFT_MIN_SIMILARITY": "lots"},
+# Settled the same way after either parser (cli.ask_settings): refused with one message.
+REFUSED = [
+    ["-n", "", "q"],
+    ["--namespace=", "q"],
+    ["-n", "   ", "q"],
+    ["-s", "high", "q"],
+    ["-s", "", "q"],
+    ["-s", "nan", "q"],
+    ["-s", "inf", "q"],
+    ["-s", "1e400", "q"],
+    ["-s", "0.9\n", "q"],
+    ["--ttl", "-5", "q"],
+    ["--ttl", "2h\n", "q"],
+    ["--ttl", "1" + "0" * 400, "q"],
+    ["--timeout", "0", "q"],
+    ["--timeout=", "q"],
 ]
+
+# (environment, what ask_command gets from it: keywords, or the start of the error).
+ENV_CASES = [
+    ({"THRIFT_NAMESPACE": "from-env"}, {"namespace": "from-env"}),
+    ({"THRIFT_MIN_SIMILARITY": "0.9", "THRIFT_TTL": "1h"}, {"min_similarity": 0.9, "ttl": "1h"}),
+    # Empty is unset, for every variable.
+    (
+        {
+            "THRIFT_NAMESPACE": "",
+            "THRIFT_MIN_SIMILARITY": "",
+            "THRIFT_TTL": "",
+            "THRIFT_HNSW_MIN_ENTRIES": "",
+        },
+        {"namespace": None, "min_similarity": None, "ttl": None},
+    ),
+    # Refused, naming the variable.
+    ({"THRIFT_NAMESPACE": " "}, "usage error: THRIFT_NAMESPACE"),
+    ({"THRIFT_MIN_SIMILARITY": "lots"}, "usage error: THRIFT_MIN_SIMILARITY"),
+    ({"THRIFT_TTL": "bogus"}, "usage error: THRIFT_TTL"),
+    ({"THRIFT_HNSW_MIN_ENTRIES": "abc"}, "usage error: THRIFT_HNSW_MIN_ENTRIES"),
+    ({"THRIFT_SQLITE": "sqlite4"}, "usage error: THRIFT_SQLITE"),
+]
+
+
+def outcome(call) -> dict | str:
+    """What `call()` settles to: ask_command's keywords, or the usage error it raises."""
+    try:
+        return call()
+    except UsageError as exc:
+        return f"usage error: {exc}"
+
+
+def through_fast(args: list[str]) -> dict | str | None:
+    """What the fast path hands to ask_command, its usage error, or None (typer's job)."""
+    parsed = cli._parse_ask(args)
+    return None if parsed is None else outcome(lambda: cli.ask_settings(parsed))
 
 
 def through_typer(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict | str:
@@ -57,34 +101,34 @@ def through_typer(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict | st
         return 0
 
     monkeypatch.setattr(cli, "ask_command", capture)
-    code = cli._typer_main(["ask", *args], ["cmd"])
-    return seen if seen else f"exit {code}"
+    code = outcome(lambda: cli._typer_main(["ask", *args], ["cmd"]))
+    return seen if seen else code if isinstance(code, str) else f"exit {code}"
 
 
-@pytest.mark.parametrize("args", CASES, ids=" ".join)
+@pytest.mark.parametrize("args", CASES + REFUSED, ids=" ".join)
 def test_fast_parser_agrees_with_typer(args, monkeypatch, capsys):
-    fast = cli._parse_ask(args)
+    fast = through_fast(args)
     slow = through_typer(args, monkeypatch)
     capsys.readouterr()
-    if fast is not None:
-        assert isinstance(slow, dict)
-        assert {k: str(v) for k, v in fast.items()} == {k: str(v) for k, v in slow.items()}  # nan == nan
-    else:
+    if fast is None:
         assert args in CASES[CASES.index(["--help"]) :]  # only the cases listed for typer
+    else:
+        assert fast == slow
+        assert isinstance(fast, str) == (args in REFUSED), fast
 
 
-@pytest.mark.parametrize("env", ENV_CASES, ids=str)
-def test_fast_parser_reads_the_same_environment(env, monkeypatch, capsys):
+@pytest.mark.parametrize("env,expected", ENV_CASES, ids=str)
+def test_fast_parser_reads_the_same_environment(env, expected, monkeypatch, capsys):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    args = ["q"]
-    fast = cli._parse_ask(args)
-    slow = through_typer(args, monkeypatch)
+    fast = through_fast(["q"])
+    slow = through_typer(["q"], monkeypatch)
     capsys.readouterr()
-    if fast is not None:
-        assert fast == slow
+    assert fast == slow
+    if isinstance(expected, str):
+        assert isinstance(fast, str) and fast.startswith(expected), fast
     else:
-        assert "" in env.values() or "lots" in env.values()
+        assert isinstance(fast, dict) and {k: fast[k] for k in expected} == expected
 
 
 def test_the_fast_path_is_taken_for_a_plain_ask(monkeypatch):
@@ -94,3 +138,12 @@ def test_the_fast_path_is_taken_for_a_plain_ask(monkeypatch):
     assert cli.main(["ask", "-v", "What is RAG?", "--", "llm", "-m", "x", "--", "-v"]) == 0
     ((command, kw),) = taken
     assert command == ["llm", "-m", "x", "--", "-v"] and kw["question"] == "What is RAG?" and kw["verbose"]
+
+
+def test_a_completion_request_goes_to_typer(monkeypatch):
+    """click's completion protocol lives in typer: the fast path must not answer it."""
+    monkeypatch.setenv("_THRIFT_COMPLETE", "complete_bash")
+    monkeypatch.setattr(cli, "ask_command", lambda *a, **kw: pytest.fail("the fast path answered"))
+    handed = []
+    monkeypatch.setattr(cli, "_typer_main", lambda args, command: handed.append(args) or 0)
+    assert cli.main(["ask", "q", "--", "llm"]) == 0 and handed == [["ask", "q"]]

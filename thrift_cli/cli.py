@@ -10,29 +10,58 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from thrift_cli import config
 from thrift_cli.errors import RunnerError, ThriftError, UsageError
 
 if TYPE_CHECKING:
     from thrift_cli.ask import AskResult
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+# Spaces, not \s: a newline or a tab in a duration is a value pasted wrong (and `$` alone
+# would match before a trailing newline).
+_DURATION = re.compile(r" *([0-9]+(?:\.[0-9]+)?) *([smhdw]?) *")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str | None, what: str) -> float | None:
-    """`90`, `90s`, `15m`, `2h`, `7d`, `1w` -> seconds."""
+    """`90`, `90s`, `15m`, `2h`, `7d`, `1w` -> seconds; `what` (an option or a variable)
+    names the setting in the error."""
     if text is None:
         return None
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"{what} must be a positive duration such as 90, 15m, 2h or 7d, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    match = _DURATION.fullmatch(text)
+    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else math.nan
+    if not 0 < seconds < math.inf:  # `1` and 400 zeros is a float, and infinite
+        raise UsageError(
+            f"{what} must be a positive duration such as 90, 15m, 2h or 7d, got {config.shown(text)}"
+        )
+    return seconds
+
+
+def checked_duration(text: str, what: str) -> str:
+    parse_duration(text, what)
+    return text
+
+
+def ask_settings(parsed: dict[str, Any]) -> dict[str, Any]:
+    """`ask`'s keywords as a parser gave them (option values as typed, None when absent),
+    with the environment filled in and every value checked, the error naming the option
+    or the variable it came from. Both parsers go through here, so they cannot differ."""
+    config.check_environment()
+    return {
+        **parsed,
+        "namespace": config.resolve(parsed["namespace"], "--namespace", config.NAMESPACE, config.namespace),
+        "min_similarity": config.resolve(
+            parsed["min_similarity"], "--min-similarity", config.MIN_SIMILARITY, config.fraction
+        ),
+        "ttl": config.resolve(parsed["ttl"], "--ttl", config.TTL, checked_duration),
+        "timeout": config.resolve(parsed["timeout"], "--timeout", None, checked_duration),
+    }
 
 
 def _read_question(question: str | None) -> str:
@@ -169,14 +198,12 @@ _VALUED = {
     "--ttl": "ttl",
     "--timeout": "timeout",
 }
-# The options typer also reads from the environment when they are not given.
-_ENV = {"namespace": "THRIFT_NAMESPACE", "min_similarity": "THRIFT_MIN_SIMILARITY", "ttl": "THRIFT_TTL"}
 
 
 def _parse_ask(args: list[str]) -> dict[str, Any] | None:
-    """`ask`'s arguments as `ask_command`'s keywords, or None for anything unusual (help,
-    a repeated or unknown option, a value typer would reject...), which typer then
-    parses and reports in its own words."""
+    """`ask`'s arguments as `ask_settings` takes them, or None for anything unusual (help,
+    a repeated or unknown option, a cluster of short options...), which typer then
+    parses and reports in its own words. Values are checked by `ask_settings`."""
     parsed: dict[str, Any] = dict.fromkeys(_FLAGS.values(), False)
     parsed.update(dict.fromkeys(_VALUED.values()))
     seen: set[str] = set()
@@ -208,17 +235,6 @@ def _parse_ask(args: list[str]) -> dict[str, Any] | None:
             return None
         seen.add(key)
         i += 1
-    for key, var in _ENV.items():
-        if parsed[key] is None and var in os.environ:
-            parsed[key] = os.environ[var]
-    for key in _ENV:
-        if parsed[key] == "":
-            return None  # click's own rules for empty values
-    if parsed["min_similarity"] is not None:
-        try:
-            parsed["min_similarity"] = float(parsed["min_similarity"])
-        except ValueError:
-            return None
     return {"question": question, **parsed}
 
 
@@ -297,9 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         split = args.index("--")
         args, command = args[:split], args[split + 1 :]
     try:
-        fast = _parse_ask(args[1:]) if args[:1] == ["ask"] else None
+        # Shell completion (click's protocol, `_THRIFT_COMPLETE=...`) is typer's job.
+        fast = _parse_ask(args[1:]) if args[:1] == ["ask"] and _COMPLETE_VAR not in os.environ else None
         if fast is not None:
-            return ask_command(command, **fast)
+            return ask_command(command, **ask_settings(fast))
         return _typer_main(args, command)
     except (ThriftError, KeyboardInterrupt) as exc:
         message, code = _failure(exc) or (str(exc), 1)
@@ -343,7 +360,8 @@ def _typer_main(args: list[str], command: list[str] | None) -> int:
     try:
         code = app(args=args, prog_name="thrift", standalone_mode=False, obj=command)
     except ClickException as exc:
-        return _fail(exc.format_message(), exc.exit_code)
+        message = exc.format_message()  # empty after `thrift` alone printed its help
+        return _fail(message, exc.exit_code) if message else exc.exit_code
     except typer.Abort:
         return _fail("interrupted", 130)
     return code if isinstance(code, int) else 0
@@ -355,6 +373,7 @@ def _fail(message: str, code: int) -> int:
 
 
 _ADDED_ENV: set[str] = set()
+_COMPLETE_VAR = "_THRIFT_COMPLETE"
 
 
 def _park_closed_std_fds() -> None:

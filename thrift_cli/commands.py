@@ -7,20 +7,57 @@ typer (~45 ms of every start) and hands everything else to the app here.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from thrift_cli.cli import parse_duration
+from thrift_cli import config
+from thrift_cli.cli import checked_duration, parse_duration
 from thrift_cli.errors import StoreError, UsageError
 
+
+def where_the_cache_lives() -> str:
+    """The last paragraph of every help page, computed when it is shown."""
+    from rich.markup import escape
+
+    from thrift_cli.home import DB_NAME, default_home
+
+    default = escape(str(default_home()))
+    current = os.environ.get(config.HOME)
+    if not current:
+        return f"The cache is {DB_NAME} in THRIFT_HOME, by default {default} on this machine."
+    return f"The cache is {DB_NAME} in THRIFT_HOME, now {escape(current)} (by default {default})."
+
+
+class _Group(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.epilog = where_the_cache_lives()
+        super().format_help(ctx, formatter)
+
+
+class _Command(TyperCommand):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.epilog = where_the_cache_lives()
+        super().format_help(ctx, formatter)
+
+
+# The completion options are typer's own; `cli.main` routes click's completion requests
+# (`_THRIFT_COMPLETE`) here, so the fast `thrift ask` path never imports typer for them.
 app = typer.Typer(
-    add_completion=False,
+    cls=_Group,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="thrift: a semantic cache for LLM calls, in the shell.",
 )
+
+
+def _namespaces(given: list[str] | None) -> list[str] | None:
+    return [config.namespace(ns, "--namespace") for ns in given] if given is not None else None
 
 
 def _version(value: bool) -> None:
@@ -40,7 +77,7 @@ def _root(
     """thrift: a semantic cache for LLM calls, in the shell."""
 
 
-@app.command()
+@app.command(cls=_Command)
 def ask(
     ctx: typer.Context,
     question: Annotated[
@@ -52,22 +89,26 @@ def ask(
         typer.Option(
             "--namespace",
             "-n",
-            envvar="THRIFT_NAMESPACE",
-            help="Share answers under this name instead of the command line.",
+            help="Share answers under this name instead of the command line. (env THRIFT_NAMESPACE)",
         ),
     ] = None,
+    # Text, not float: `config.fraction` checks it, for typer and the fast parser alike.
     min_similarity: Annotated[
-        Optional[float],
+        Optional[str],
         typer.Option(
             "--min-similarity",
             "-s",
-            envvar="THRIFT_MIN_SIMILARITY",
-            help="Cosine similarity a paraphrase needs to be served, in (0, 1]; default 0.85.",
+            metavar="X",
+            help="Cosine similarity a paraphrase needs to be served, in (0, 1]; default 0.85. "
+            "(env THRIFT_MIN_SIMILARITY)",
+            show_default=False,
         ),
     ] = None,
+    # The environment is read by cli.ask_settings (not typer's envvar=), so that an error
+    # names the variable a bad value came from.
     ttl: Annotated[
         Optional[str],
-        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answer after 90, 15m, 2h, 7d..."),
+        typer.Option("--ttl", help="Expire the answer after 90, 15m, 2h, 7d... (env THRIFT_TTL)"),
     ] = None,
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")
@@ -96,27 +137,29 @@ def ask(
 
     The question is appended to the command, replaces an argument "{}", or goes to its stdin with --stdin.
 
-    Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 127 command not found.
+    Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 126 command not executable; 127 command not found; 130 interrupted.
     """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
-    from thrift_cli.cli import ask_command
+    from thrift_cli.cli import ask_command, ask_settings
 
-    return ask_command(
-        ctx.obj,
-        question,
-        namespace=namespace,
-        min_similarity=min_similarity,
-        ttl=ttl,
-        refresh=refresh,
-        no_store=no_store,
-        lookup_only=lookup_only,
-        stdin=stdin,
-        timeout=timeout,
-        as_json=as_json,
-        verbose=verbose,
+    parsed = ask_settings(
+        {
+            "question": question,
+            "namespace": namespace,
+            "min_similarity": min_similarity,
+            "ttl": ttl,
+            "refresh": refresh,
+            "no_store": no_store,
+            "lookup_only": lookup_only,
+            "stdin": stdin,
+            "timeout": timeout,
+            "as_json": as_json,
+            "verbose": verbose,
+        }
     )
+    return ask_command(ctx.obj, **parsed)
 
 
-@app.command()
+@app.command(cls=_Command)
 def index(
     namespace: Annotated[
         Optional[list[str]],
@@ -135,6 +178,8 @@ def index(
     from thrift_cli.home import db_path
     from thrift_cli.store import SQLiteStore
 
+    config.check_environment()
+    namespace = _namespaces(namespace)
     with SQLiteStore(db_path()) as store:
         for ns in namespace or store.namespaces():
             count = store.count(ns)
@@ -157,7 +202,7 @@ def index(
     return 0
 
 
-@app.command("import")
+@app.command("import", cls=_Command)
 def import_(
     ctx: typer.Context,
     file: Annotated[
@@ -169,13 +214,13 @@ def import_(
         typer.Option(
             "--namespace",
             "-n",
-            envvar="THRIFT_NAMESPACE",
-            help="Store every pair under this name (default: the command after --, or each record's own).",
+            help="Store every pair under this name (default: the command after --, or each record's own). "
+            "(env THRIFT_NAMESPACE)",
         ),
     ] = None,
     ttl: Annotated[
         Optional[str],
-        typer.Option("--ttl", envvar="THRIFT_TTL", help="Expire the answers after 90, 15m, 2h, 7d..."),
+        typer.Option("--ttl", help="Expire the answers after 90, 15m, 2h, 7d... (env THRIFT_TTL)"),
     ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite the answers already cached for these questions.")
@@ -199,6 +244,11 @@ def import_(
     from thrift_cli import keys
     from thrift_cli.importer import import_file
 
+    if not file:
+        raise UsageError("FILE must not be empty: name the file to import")
+    config.check_environment()
+    namespace = config.resolve(namespace, "--namespace", config.NAMESPACE, config.namespace)
+    ttl = config.resolve(ttl, "--ttl", config.TTL, checked_duration)
     command: list[str] | None = ctx.obj
     if command is not None and not command:
         raise UsageError("no command after --")
@@ -251,7 +301,7 @@ def import_(
     return 0
 
 
-@app.command()
+@app.command(cls=_Command)
 def helper() -> int:
     """Keep the model and indexes loaded for thrift ask, until Ctrl-C or SIGTERM.
 
@@ -262,6 +312,8 @@ def helper() -> int:
 
     def ready(path: object) -> None:
         print(f"thrift helper: ready on {path}", file=sys.stderr, flush=True)
+
+    config.check_environment()  # the helper looks up for every ask: refuse a bad setting now
 
     try:
         helper_module.serve(db_path().parent, ready=ready)

@@ -9,7 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from thrift_cli import config
 from thrift_cli.errors import StoreError
+from thrift_cli.home import not_a_directory
 
 BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_TABLE = "_migrations"
@@ -24,7 +26,7 @@ def sqlite_module() -> ModuleType:
     """
     import sqlite3
 
-    forced = os.environ.get("THRIFT_SQLITE", "")
+    forced = config.sqlite_module_name()
     if forced != "pysqlite3" and hasattr(sqlite3.Connection, "enable_load_extension"):
         return sqlite3
     try:
@@ -97,7 +99,7 @@ def connect(path: Path, *, read_only: bool = False) -> Any:
     `read_only` (see `read_only()`): open it without writing anything, schema included."""
     sqlite = sqlite_module()
     if path.exists() and not path.is_file():
-        raise StoreError(f"cache file {path} is not a regular file")
+        raise StoreError(f"cache file {path} is not a regular file; {move_aside(path)}")
     new = not path.exists()
     try:
         if not read_only:
@@ -106,7 +108,7 @@ def connect(path: Path, *, read_only: bool = False) -> Any:
         if new:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:
-        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot create {path}: {_why_not_created(path, exc)}") from None
     try:
         conn = sqlite.connect(
             _read_only_uri(path) if read_only else str(path),
@@ -123,7 +125,10 @@ def connect(path: Path, *, read_only: bool = False) -> Any:
         # before anything (WAL mode included) is written to it.
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and MIGRATIONS_TABLE not in tables:
-            raise StoreError("it is a SQLite database but not a thrift cache; refusing to change it")
+            raise StoreError(
+                "it is a SQLite database but not a thrift cache; refusing to change it "
+                "(point THRIFT_HOME at another directory)"
+            )
         conn.enable_load_extension(True)
         conn.load_extension(vec_extension_path())
         conn.enable_load_extension(False)
@@ -140,12 +145,35 @@ def connect(path: Path, *, read_only: bool = False) -> Any:
     except sqlite.DatabaseError as exc:
         conn.close()
         if "not a database" in str(exc) or "malformed" in str(exc):
-            raise StoreError(f"cache file {path} is corrupt or not a thrift cache ({exc})") from None
+            raise StoreError(
+                f"cache file {path} is corrupt or not a thrift cache ({exc}); {move_aside(path)}"
+            ) from None
         raise StoreError(f"cannot open cache file {path}: {exc}") from None
     except sqlite.Error as exc:
         conn.close()
         raise StoreError(f"cannot open cache file {path}: {exc}") from None
     return conn
+
+
+def move_aside(path: Path) -> str:
+    """How to get going again past a file thrift cannot use: without it, thrift starts a
+    new empty cache. The -wal and -shm files go too, or SQLite would replay the old
+    file's log into the new one."""
+    import shlex
+
+    q = shlex.quote
+    line = f"to start a new empty cache, move it aside: mv {q(str(path))} {q(str(path) + '.bad')}"
+    companions = [f"{path.name}{suffix}" for suffix in ("-wal", "-shm") if Path(f"{path}{suffix}").exists()]
+    if companions:
+        line += f" (and {' and '.join(companions)} beside it likewise)"
+    return line
+
+
+def _why_not_created(path: Path, exc: OSError) -> str:
+    blocker = not_a_directory(path.parent)
+    if blocker is not None:  # mkdir says "File exists" for a file where a directory goes
+        return f"{blocker} is not a directory"
+    return exc.strerror or str(exc)
 
 
 def _set_wal(conn: Any, sqlite: ModuleType) -> None:

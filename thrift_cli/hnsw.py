@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from thrift_cli import config
 from thrift_cli.home import file_checksum, sweep_temporary, write_atomically
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ _SEED = 2_000  # nodes added single-threaded before parallel inserts (see build)
 
 
 def min_entries() -> int:
-    """Namespaces with at least this many entries are searched through a graph."""
-    return int(os.environ.get("THRIFT_HNSW_MIN_ENTRIES", "20000"))
+    """Namespaces with at least this many entries are searched through a graph
+    (`THRIFT_HNSW_MIN_ENTRIES`, checked in config.py)."""
+    return config.hnsw_min_entries()
 
 
 def digest(namespace: str) -> str:

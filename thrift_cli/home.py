@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from thrift_cli import config
+from thrift_cli.errors import StoreError
 
 DB_NAME = "cache.db"
 
 
 def thrift_home() -> Path:
     """`$THRIFT_HOME`, else the platform's user data directory (~/.local/share/thrift)."""
-    override = os.environ.get("THRIFT_HOME")
-    if override:
-        return Path(override).expanduser()
+    override = config.setting(config.HOME)
+    home = Path(override).expanduser() if override else default_home()
+    blocker = not_a_directory(home)
+    if blocker is not None:
+        what = f"{config.HOME}={override}" if override else f"thrift's data directory {home}"
+        if blocker == home:
+            raise StoreError(f"{what} is not a directory")
+        raise StoreError(f"{what} cannot be created: {blocker} is not a directory")
+    return home
+
+
+def default_home() -> Path:
+    """Where the cache lives when `THRIFT_HOME` is not set, on this platform."""
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("thrift", appauthor=False))
+
+
+def not_a_directory(path: Path) -> Path | None:
+    """The file that stands where `path`, or the nearest of its parents that exists,
+    should be a directory; None when there is none (or it cannot be told: the error
+    then comes, worded by the OS, when the cache file is opened)."""
+    for candidate in (path, *path.parents):
+        try:
+            mode = os.stat(candidate).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+        return None if stat.S_ISDIR(mode) else candidate
+    return None
 
 
 def db_path(home: Path | str | None = None) -> Path:

@@ -50,7 +50,7 @@ def test_command_not_executable(thrift, tmp_path):
         (["--json", "   ", "--", "llm"], None, ["empty"]),
         (["--json", "--", "llm"], b"What is\x00 this?", ["NUL"]),
         (["--json", "--refresh", "--lookup-only", "Q", "--", "llm"], None, ["--refresh"]),
-        (["--json", "-s", "1.5", "Q", "--", "llm"], None, ["min_similarity"]),
+        (["--json", "-s", "1.5", "Q", "--", "llm"], None, ["--min-similarity"]),
         (["--json", "--ttl", "soon", "Q", "--", "llm"], None, ["--ttl"]),
         (["--json", "Q", "--"], None, ["no command"]),
     ],

@@ -93,11 +93,12 @@ def through_fast(args: list[str]) -> dict | str | None:
 
 
 def through_typer(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict | str:
-    """What typer hands to ask_command for `thrift ask ARGS -- cmd`, or its error."""
+    """What typer hands to ask_command for `thrift ask ARGS -- cmd`, settled as
+    ask_command settles it, or its error."""
     seen: dict = {}
 
-    def capture(command, question, **kwargs):
-        seen.update(question=question, **kwargs)
+    def capture(command, parsed):
+        seen.update(cli.ask_settings(parsed))
         return 0
 
     monkeypatch.setattr(cli, "ask_command", capture)
@@ -133,7 +134,7 @@ def test_fast_parser_reads_the_same_environment(env, expected, monkeypatch, caps
 
 def test_the_fast_path_is_taken_for_a_plain_ask(monkeypatch):
     taken = []
-    monkeypatch.setattr(cli, "ask_command", lambda command, **kw: taken.append((command, kw)) or 0)
+    monkeypatch.setattr(cli, "ask_command", lambda command, parsed: taken.append((command, parsed)) or 0)
     monkeypatch.setattr(cli, "_typer_main", lambda *a: pytest.fail("typer was used"))
     assert cli.main(["ask", "-v", "What is RAG?", "--", "llm", "-m", "x", "--", "-v"]) == 0
     ((command, kw),) = taken

@@ -76,42 +76,30 @@ def _read_question(question: str | None) -> str:
         raise UsageError("the question on stdin is not UTF-8 text") from None
 
 
-def ask_command(
-    command: list[str] | None,
-    question: str | None,
-    *,
-    namespace: str | None,
-    min_similarity: float | None,
-    ttl: str | None,
-    refresh: bool,
-    no_store: bool,
-    lookup_only: bool,
-    stdin: bool,
-    timeout: str | None,
-    as_json: bool,
-    verbose: bool,
-) -> int:
-    """`thrift ask`, its options parsed (by typer, or by `_parse_ask`)."""
+def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
+    """`thrift ask`, its options as a parser gave them (by typer, or by `_parse_ask`);
+    checked here, so that a bad value gets its --json report too."""
     from thrift_cli import keys
     from thrift_cli.ask import AskResult
 
+    stdin = parsed["stdin"]
     # Known as soon as the command is: even a refused ask reports its namespace.
-    result = AskResult(
-        namespace=namespace or (keys.command_namespace(command, stdin=stdin) if command else None)
-    )
+    result = AskResult(namespace=keys.command_namespace(command, stdin=stdin) if command else None)
     try:
+        settings = ask_settings(parsed)
+        result.namespace = settings["namespace"] or result.namespace
         _ask(
             result,
             command,
-            question,
+            settings["question"],
             namespace=result.namespace,
-            min_similarity=min_similarity,
-            ttl=ttl,
-            refresh=refresh,
-            no_store=no_store,
-            lookup_only=lookup_only,
+            min_similarity=settings["min_similarity"],
+            ttl=settings["ttl"],
+            refresh=settings["refresh"],
+            no_store=settings["no_store"],
+            lookup_only=settings["lookup_only"],
             stdin=stdin,
-            timeout=timeout,
+            timeout=settings["timeout"],
         )
     except (ThriftError, KeyboardInterrupt, SystemExit) as exc:
         failure = _failure(exc)
@@ -123,7 +111,7 @@ def ask_command(
         result.tier, result.stored = "error", False
     if result.error:
         print(f"thrift: {result.error}", file=sys.stderr)
-    _report(result, as_json=as_json, verbose=verbose)
+    _report(result, as_json=parsed["as_json"], verbose=parsed["verbose"])
     return result.exit_code
 
 
@@ -316,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         # Shell completion (click's protocol, `_THRIFT_COMPLETE=...`) is typer's job.
         fast = _parse_ask(args[1:]) if args[:1] == ["ask"] and _COMPLETE_VAR not in os.environ else None
         if fast is not None:
-            return ask_command(command, **ask_settings(fast))
+            return ask_command(command, fast)
         return _typer_main(args, command)
     except (ThriftError, KeyboardInterrupt) as exc:
         message, code = _failure(exc) or (str(exc), 1)

@@ -135,13 +135,14 @@ def ask(
 
     Example: thrift ask "What is semantic caching?" -- llm -m gpt-4o-mini
 
-    The question is appended to the command, replaces an argument "{}", or goes to its stdin with --stdin.
+    The question is appended to the command, or replaces an argument "{}"; with --stdin it goes to the command's stdin instead and the arguments are passed as is.
 
     Exit codes: 0 answered; the command's own code when it fails; 1 thrift's own error; 2 bad usage; 3 a miss under --lookup-only; 124 timed out; 126 command not executable; 127 command not found; 130 interrupted.
     """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
-    from thrift_cli.cli import ask_command, ask_settings
+    from thrift_cli.cli import ask_command
 
-    parsed = ask_settings(
+    return ask_command(
+        ctx.obj,
         {
             "question": question,
             "namespace": namespace,
@@ -154,9 +155,8 @@ def ask(
             "timeout": timeout,
             "as_json": as_json,
             "verbose": verbose,
-        }
+        },
     )
-    return ask_command(ctx.obj, **parsed)
 
 
 @app.command(cls=_Command)

@@ -131,7 +131,7 @@ def _ask(
 ) -> None:
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
-    from thrift_cli.cache import SemanticCache, check_min_similarity
+    from thrift_cli.cache import SemanticCache
     from thrift_cli.helper import HelperClient
     from thrift_cli.home import db_path
 
@@ -141,8 +141,8 @@ def _ask(
         raise UsageError("missing the LLM command: thrift ask QUESTION -- COMMAND [ARGS...]")
     if refresh and lookup_only:
         raise UsageError("--refresh and --lookup-only cannot be used together")
-    if min_similarity is not None:
-        check_min_similarity(min_similarity)
+    # Values were checked by ask_settings (config.py), naming the option or variable;
+    # the durations are only converted here.
     options = AskOptions(
         command=command,
         stdin=stdin,

@@ -58,7 +58,7 @@ REFUSED = [
 # (environment, what ask_command gets from it: keywords, or the start of the error).
 ENV_CASES = [
     ({"THRIFT_NAMESPACE": "from-env"}, {"namespace": "from-env"}),
-    ({"THRIFT_MIN_SIMILARITY": "0.9", "THRIFT_TTL": "1h"}, {"min_similarity": 0.9, "ttl": "1h"}),
+    ({"THRIFT_MIN_SIMILARITY": "0.9", "THRIFT_TTL": "1h"}, {"min_similarity": 0.9, "ttl": 3600.0}),
     # Empty is unset, for every variable.
     (
         {
@@ -67,7 +67,7 @@ ENV_CASES = [
             "THRIFT_TTL": "",
             "THRIFT_HNSW_MIN_ENTRIES": "",
         },
-        {"namespace": None, "min_similarity": None, "ttl": None},
+        {"namespace": None, "min_similarity": 0.85, "ttl": None},
     ),
     # Refused, naming the variable.
     ({"THRIFT_NAMESPACE": " "}, "usage error: THRIFT_NAMESPACE"),

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,44 +21,19 @@ from thrift_cli.errors import RunnerError, ThriftError, UsageError
 if TYPE_CHECKING:
     from thrift_cli.ask import AskResult
 
-# Spaces, not \s: a newline or a tab in a duration is a value pasted wrong (and `$` alone
-# would match before a trailing newline).
-_DURATION = re.compile(r" *([0-9]+(?:\.[0-9]+)?) *([smhdw]?) *")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str | None, what: str) -> float | None:
-    """`90`, `90s`, `15m`, `2h`, `7d`, `1w` -> seconds; `what` (an option or a variable)
-    names the setting in the error."""
-    if text is None:
-        return None
-    match = _DURATION.fullmatch(text)
-    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else math.nan
-    if not 0 < seconds < math.inf:  # `1` and 400 zeros is a float, and infinite
-        raise UsageError(
-            f"{what} must be a positive duration such as 90, 15m, 2h or 7d, got {config.shown(text)}"
-        )
-    return seconds
-
-
-def checked_duration(text: str, what: str) -> str:
-    parse_duration(text, what)
-    return text
-
 
 def ask_settings(parsed: dict[str, Any]) -> dict[str, Any]:
     """`ask`'s keywords as a parser gave them (option values as typed, None when absent),
-    with the environment filled in and every value checked, the error naming the option
-    or the variable it came from. Both parsers go through here, so they cannot differ."""
+    with the environment and the config file filled in and every value checked, the error
+    naming the option, the variable or the file it came from. Both parsers go through
+    here, so they cannot differ."""
     config.check_environment()
     return {
         **parsed,
         "namespace": config.resolve(parsed["namespace"], "--namespace", config.NAMESPACE, config.namespace),
-        "min_similarity": config.resolve(
-            parsed["min_similarity"], "--min-similarity", config.MIN_SIMILARITY, config.fraction
-        ),
-        "ttl": config.resolve(parsed["ttl"], "--ttl", config.TTL, checked_duration),
-        "timeout": config.resolve(parsed["timeout"], "--timeout", None, checked_duration),
+        "min_similarity": config.value("min_similarity", parsed["min_similarity"]),
+        "ttl": config.value("ttl", parsed["ttl"]),
+        "timeout": config.value("timeout", parsed["timeout"]),
     }
 
 
@@ -122,12 +95,12 @@ def _ask(
     *,
     namespace: str | None,
     min_similarity: float | None,
-    ttl: str | None,
+    ttl: float | None,
     refresh: bool,
     no_store: bool,
     lookup_only: bool,
     stdin: bool,
-    timeout: str | None,
+    timeout: float | None,
 ) -> None:
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
@@ -141,17 +114,16 @@ def _ask(
         raise UsageError("missing the LLM command: thrift ask QUESTION -- COMMAND [ARGS...]")
     if refresh and lookup_only:
         raise UsageError("--refresh and --lookup-only cannot be used together")
-    # Values were checked by ask_settings (config.py), naming the option or variable;
-    # the durations are only converted here.
+    # Values were checked by ask_settings (config.py), naming the option or variable.
     options = AskOptions(
         command=command,
         stdin=stdin,
         min_similarity=min_similarity,
-        ttl=parse_duration(ttl, "--ttl"),
+        ttl=ttl,
         refresh=refresh,
         no_store=no_store,
         lookup_only=lookup_only,
-        timeout=parse_duration(timeout, "--timeout"),
+        timeout=timeout,
         env={k: v for k, v in os.environ.items() if k not in _ADDED_ENV} if _ADDED_ENV else None,
     )
     text = _read_question(question)

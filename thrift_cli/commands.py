@@ -15,7 +15,6 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from thrift_cli import config
-from thrift_cli.cli import checked_duration, parse_duration
 from thrift_cli.errors import StoreError, UsageError
 
 
@@ -248,7 +247,7 @@ def import_(
         raise UsageError("FILE must not be empty: name the file to import")
     config.check_environment()
     namespace = config.resolve(namespace, "--namespace", config.NAMESPACE, config.namespace)
-    ttl = config.resolve(ttl, "--ttl", config.TTL, checked_duration)
+    seconds = config.value("ttl", ttl)
     command: list[str] | None = ctx.obj
     if command is not None and not command:
         raise UsageError("no command after --")
@@ -256,7 +255,6 @@ def import_(
         raise UsageError("--stdin needs the command after --")
     if not namespace and command:
         namespace = keys.command_namespace(command, stdin=stdin)
-    seconds = parse_duration(ttl, "--ttl")
     started, shown = time.monotonic(), [0.0]
 
     def show(done: int, total: int) -> None:  # one line on a terminal, redrawn in place

@@ -1,21 +1,27 @@
-"""thrift's settings from the environment, each read and checked in one place.
+"""thrift's settings, each read and checked in one place: flag > environment > config file
+> default.
 
-A bad value is a `UsageError` (exit 2) that names the variable, never a traceback from
-deep inside the lookup. An empty variable counts as unset, as click, git and most shells'
-tools treat one: `THRIFT_TTL= thrift ask ...` is a plain `thrift ask ...`.
+The config file is `$THRIFT_HOME/config.toml`, one `key = value` line per setting (see
+`SETTINGS`). A bad value is a `UsageError` (exit 2) that names the flag, the variable, or
+the file and key it came from, never a traceback from deep inside the lookup. An empty
+variable counts as unset, as click, git and most shells' tools treat one: `THRIFT_TTL=
+thrift ask ...` is a plain `thrift ask ...`.
 
 This module is on the cold exact-hit path: it imports nothing but the standard library's
-`os` and `math`.
+`os`, `re` and `math`, and `tomllib` only when a config file exists.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
-from thrift_cli.errors import UsageError
+from thrift_cli.errors import ThriftError, UsageError
 
 HOME = "THRIFT_HOME"
 NAMESPACE = "THRIFT_NAMESPACE"
@@ -23,6 +29,8 @@ MIN_SIMILARITY = "THRIFT_MIN_SIMILARITY"
 TTL = "THRIFT_TTL"
 HNSW_MIN_ENTRIES = "THRIFT_HNSW_MIN_ENTRIES"
 SQLITE = "THRIFT_SQLITE"
+
+CONFIG_NAME = "config.toml"
 
 T = TypeVar("T")
 
@@ -56,6 +64,9 @@ def checked_text(value: str, what: str) -> str:
     return value
 
 
+# -- the checks: (text, what) -> value, where `what` names the setting in the error -------
+
+
 def positive_int(value: str, what: str) -> int:
     """A whole number from 1 on, in plain ASCII digits. 18 digits at most keeps it a
     64-bit integer wherever it goes, far beyond any cache's size."""
@@ -83,29 +94,260 @@ def namespace(value: str, what: str) -> str:
     return checked_text(value, what)
 
 
+# Spaces, not \s: a newline or a tab in a duration is a value pasted wrong (and `$` alone
+# would match before a trailing newline).
+_DURATION = re.compile(r" *([0-9]+(?:\.[0-9]+)?) *(ms|[smhdw]?) *")
+_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: str, what: str) -> float:
+    """`90`, `90s`, `50ms`, `15m`, `2h`, `7d`, `1w` -> seconds."""
+    match = _DURATION.fullmatch(value)
+    seconds = float(match.group(1)) * _UNITS[match.group(2)] if match else math.nan
+    if not 0 < seconds < math.inf:  # `1` and 400 zeros is a float, and infinite
+        raise UsageError(f"{what} must be a positive duration such as 90, 15m, 2h or 7d, got {shown(value)}")
+    return seconds
+
+
+def redis_url(value: str, what: str) -> str:
+    """A URL redis-py can open: redis://, rediss:// (TLS) or unix://."""
+    if not re.match(r"(rediss?|unix)://.", value):
+        raise UsageError(
+            f"{what} must be a redis://, rediss:// or unix:// URL such as redis://127.0.0.1:6379/0, "
+            f"got {shown(_without_password(value))}"
+        )
+    return value
+
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def tenant(value: str, what: str) -> str:
+    """A tenant name: part of every shared key (`thrift:v1:<tenant>:...`), so no `:`."""
+    if not _TENANT.fullmatch(value):
+        raise UsageError(
+            f"{what} must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+            f"got {shown(value)}"
+        )
+    return value
+
+
+def text(value: str, what: str) -> str:
+    if not value.strip():
+        raise UsageError(f"{what} must not be empty or blank")
+    return value
+
+
+# -- the settings the config file may hold ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its key in config.toml, its variable, how it is checked."""
+
+    key: str
+    variable: str | None
+    check: Callable[[str, str], Any]
+    default: Any
+    help: str
+    option: str | None = None  # the flag of `thrift ask` that overrides it, if any
+    secret: bool = False  # shown masked by `thrift config list`; the file is kept 0600
+    number: bool = False  # written as a TOML number by `thrift config set`
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting(
+            "min_similarity",
+            MIN_SIMILARITY,
+            fraction,
+            0.85,
+            "how close a paraphrase must be to be served, in (0, 1]",
+            "--min-similarity",
+            number=True,
+        ),
+        Setting(
+            "ttl", TTL, duration, None, "how long new answers live (90, 15m, 2h, 7d); unset: forever", "--ttl"
+        ),
+        Setting(
+            "timeout",
+            "THRIFT_TIMEOUT",
+            duration,
+            None,
+            "how long one thrift ask may take, waiting included; unset: no limit",
+            "--timeout",
+        ),
+        Setting(
+            "hnsw_min_entries",
+            HNSW_MIN_ENTRIES,
+            positive_int,
+            DEFAULT_HNSW_MIN_ENTRIES,
+            "namespaces this large are searched through an HNSW graph",
+            number=True,
+        ),
+        Setting(
+            "redis_url",
+            "REDIS_URL",
+            redis_url,
+            None,
+            "the shared exact tier, e.g. redis://127.0.0.1:6379/0; unset: no Redis",
+            secret=True,
+        ),
+        Setting(
+            "redis_ttl",
+            "THRIFT_REDIS_TTL",
+            duration,
+            30 * 86400.0,
+            "how long Redis keeps an answer that never expires",
+        ),
+        Setting(
+            "redis_connect_timeout",
+            "THRIFT_REDIS_CONNECT_TIMEOUT",
+            duration,
+            0.05,
+            "how long to wait for a connection to Redis (50ms)",
+        ),
+        Setting(
+            "redis_timeout",
+            "THRIFT_REDIS_TIMEOUT",
+            duration,
+            0.1,
+            "how long to wait for Redis to answer a command (100ms)",
+        ),
+        Setting(
+            "tenant",
+            "THRIFT_TENANT",
+            tenant,
+            None,
+            "whose entries these are in shared tiers; unset: a hash of api_key, else 'local'",
+        ),
+        Setting(
+            "api_key",
+            "THRIFT_API_KEY",
+            text,
+            None,
+            "the team's key for the shared tiers; only a hash of it is used or stored",
+            secret=True,
+        ),
+    )
+}
+
+
+def config_path(home: Path | str | None = None) -> Path:
+    """`$THRIFT_HOME/config.toml` (or that of `home`)."""
+    from thrift_cli.home import thrift_home
+
+    return (Path(home).expanduser() if home is not None else thrift_home()) / CONFIG_NAME
+
+
+_loaded: dict[tuple[Path, int, int], dict[str, Any]] = {}
+
+
+def file_values(home: Path | str | None = None) -> dict[str, Any]:
+    """The checked settings of the config file (empty when there is none); read once per
+    process and file version. Raises UsageError for a bad file, naming it and the key."""
+    path = config_path(home)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ThriftError(f"cannot read {path}: {exc.strerror or exc}") from None
+    stamp = (path, st.st_mtime_ns, st.st_size)
+    if stamp not in _loaded:
+        _loaded.clear()
+        _loaded[stamp] = parse_file(path)
+    return _loaded[stamp]
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ThriftError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    return {key: checked_file_value(path, key, value) for key, value in raw.items()}
+
+
+def checked_file_value(path: Path, key: str, value: object) -> Any:
+    """The value of `key` in the file at `path`, checked as its flag or variable would be."""
+    spec = SETTINGS.get(key)
+    if spec is None:
+        raise UsageError(f"{path}: unknown setting {key!r} (known: {', '.join(SETTINGS)})")
+    what = f"{path}: {key}"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UsageError(f"{what} must be text or a number, got {shown(repr(value))}")
+    return spec.check(checked_text(str(value), what), what)
+
+
+def value(key: str, given: str | None = None, home: Path | str | None = None) -> Any:
+    """A setting's value: `given` (its flag's text), else its variable, else the config
+    file, else the default; checked, the error naming where the value came from."""
+    spec = SETTINGS[key]
+    if given is not None:
+        what = spec.option or key
+        return spec.check(checked_text(given, what), what)
+    if spec.variable is not None and (from_env := setting(spec.variable)) is not None:
+        return spec.check(from_env, spec.variable)
+    values = file_values(home)
+    return values.get(key, spec.default)
+
+
+def source(key: str, home: Path | str | None = None) -> str:
+    """Where `key`'s value comes from: its variable's name, the file's path, or 'default'."""
+    spec = SETTINGS[key]
+    if spec.variable is not None and setting(spec.variable) is not None:
+        return spec.variable
+    return str(config_path(home)) if key in file_values(home) else "default"
+
+
 def hnsw_min_entries() -> int:
-    """`THRIFT_HNSW_MIN_ENTRIES`: namespaces this large are searched through a graph."""
-    value = setting(HNSW_MIN_ENTRIES)
-    return DEFAULT_HNSW_MIN_ENTRIES if value is None else positive_int(value, HNSW_MIN_ENTRIES)
+    """Namespaces this large are searched through a graph."""
+    return int(value("hnsw_min_entries"))
 
 
 def sqlite_module_name() -> str:
     """`THRIFT_SQLITE`: `pysqlite3` forces the fallback module; `sqlite3` (the default)
     takes the stdlib one when it can load extensions."""
-    value = setting(SQLITE) or "sqlite3"
-    if value not in SQLITE_MODULES:
-        raise UsageError(f"{SQLITE} must be one of {', '.join(SQLITE_MODULES)}, got {shown(value)}")
-    return value
+    chosen = setting(SQLITE) or "sqlite3"
+    if chosen not in SQLITE_MODULES:
+        raise UsageError(f"{SQLITE} must be one of {', '.join(SQLITE_MODULES)}, got {shown(chosen)}")
+    return chosen
 
 
 def check_environment() -> None:
-    """Check the variables every command reads, so a bad one is reported at once, not
-    only on the path that happens to read it (a miss, a large namespace...)."""
+    """Check the variables every command reads, and the config file, so a bad one is
+    reported at once, not only on the path that happens to read it (a miss, a large
+    namespace, Redis...)."""
     setting(HOME)
-    hnsw_min_entries()
     sqlite_module_name()
+    file_values()
+    for key, spec in SETTINGS.items():
+        if spec.option is None:  # those with a flag are checked where the flag is read
+            value(key)
 
 
 def shown(value: str) -> str:
     """A bad value as an error message quotes it: in full unless it is huge."""
     return repr(value) if len(value) <= 60 else repr(value[:40]) + f"... ({len(value):,} characters)"
+
+
+def masked(key: str, current: Any) -> str:
+    """A setting's value as `thrift config list` shows it: secrets hidden."""
+    if current is None:
+        return ""
+    if not SETTINGS[key].secret:
+        return f"{current:g}" if isinstance(current, float) else str(current)
+    if key == "redis_url":
+        return _without_password(str(current))
+    return "****" + str(current)[-4:] if len(str(current)) > 8 else "****"
+
+
+def _without_password(url: str) -> str:
+    """`redis://user:secret@host` -> `redis://user:****@host`."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1****@", url)

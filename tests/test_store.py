@@ -96,7 +96,7 @@ def test_delete_removes_entry_and_vector(store):
 def test_hits_and_events_are_counted(store):
     e, v = entry("What is RAG?")
     store.store(e, v)
-    store.record_hit(e.id, Event("ns", "exact", 0.5, 1.0, 10, entry_id=e.id, at=123.0))
+    store.record_hit(e, Event("ns", "exact", 0.5, 1.0, 10, entry_id=e.id, at=123.0))
     store.record(Event("ns", "miss", 2.0, outcome="stored"))
     (stored,) = store.entries()
     assert stored.hit_count == 1 and stored.last_hit_at == 123.0

@@ -1,14 +1,17 @@
-"""The cache engine: exact tier, then semantic tier, then miss.
+"""The cache engine: a chain of tiers asked in order, then a miss.
 
 `SemanticCache` is the Python API (compatible with ThriftLM's) and the engine that
-`thrift ask` drives. An exact hit reads one SQLite row and never loads the model.
+`thrift ask` drives. The chain is Redis (exact only, when configured), the local store
+(exact, then semantic), then any remote tier; the first hit wins. An exact hit reads one
+row (or one Redis key) and never loads the model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,14 +20,13 @@ from thrift_cli import guards as guards_module
 from thrift_cli import keys, locks
 from thrift_cli.errors import StoreError, UsageError
 from thrift_cli.home import db_path
-from thrift_cli.models import CacheEntry, CacheHit, Event, Lookup, Veto
+from thrift_cli.models import CacheEntry, CacheHit, Candidate, Event, Lookup, Veto
 from thrift_cli.tiers.base import Tier
 
 if TYPE_CHECKING:
     import numpy as np
 
     from thrift_cli.embed import Embedder
-    from thrift_cli.helper import HelperClient
 
 DEFAULT_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
@@ -96,6 +98,12 @@ class SemanticCache:
 
     `threshold=` and `api_key=` are ThriftLM's names for `min_similarity` and the
     namespace; the api key itself is never stored, only a hash of it.
+
+    `tier` is the local tier (default: the SQLite store under `home`), which keeps the
+    events and hit counts. `shared` are the other tiers of the chain (default: those
+    the settings configure: Redis when `REDIS_URL` or `redis_url` in config.toml is
+    set); `shared=()` keeps the cache local. Given with `tier`, `home` is where lock
+    files go, so processes sharing a home share single flight.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class SemanticCache:
         api_key: str | None = None,
         ttl: float | None = None,
         tier: Tier | None = None,
+        shared: Sequence[Tier] | None = None,
         embedder: Embedder | None = None,
         memory_index: bool = True,
         guards: bool | Callable[[str, str], str | None] = True,
@@ -125,20 +134,23 @@ class SemanticCache:
 
             path = db_path(home)
             tier = SQLiteStore(path, memory_index=memory_index)
-            self._lock_dir: Path | None = path.parent / "locks"
             self._home: Path | None = path.parent
         else:
-            self._lock_dir = self._home = None
+            self._home = Path(home).expanduser() if home is not None else None
+        self._lock_dir = self._home / "locks" if self._home is not None else None
         self._warm = memory_index
         self.tier = tier
+        if shared is None:
+            from thrift_cli.tiers import configured
+
+            shared = configured(self._home)
+        # The chain, in lookup order (Tier.order; the local tier between the shared ones).
+        self.tiers: list[Tier] = sorted([tier, *shared], key=lambda t: t.order)
         # False-hit guards (thrift_cli/guards.py), or your own veto(query, candidate) -> name.
         self.guards = bool(guards)
         self._veto = guards if callable(guards) else guards_module.veto
         self._embedder = embedder
         self._model_checked = False
-        # A running `thrift helper` (helper.HelperClient) that does semantic lookups and
-        # stores for a process that has not loaded the model; set by `thrift ask`.
-        self.helper: HelperClient | None = None
 
     # -- the embedder, loaded only when a lookup gets past the exact tier ----------------
 
@@ -179,39 +191,56 @@ class SemanticCache:
         return look.hit
 
     def explain(self, question: str | Query, *, min_similarity: float | None = None) -> Lookup:
-        """Look up without recording: the hit, or the best candidate that fell short."""
+        """Look up without recording: the hit, or the best candidate that fell short.
+        Each tier is asked by exact key, then (if it can) for paraphrases; the first hit
+        ends the lookup."""
         query = question if isinstance(question, Query) else self.query(question)
         floor = self.min_similarity if min_similarity is None else check_min_similarity(min_similarity)
         start, now = time.perf_counter(), time.time()
-        hit, best = None, None
+        best: Candidate | None = None
         vetoes: list[Veto] = []
-        entry = self.tier.lookup(query.key, now)
-        if entry is not None:
-            hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start))
-        elif (
-            self.helper is not None
-            and query._vector is None
-            and (remote := self.helper.explain(query.namespace, query.question, floor))
-        ):
-            return Lookup(query.namespace, query.key, remote.hit, remote.best, _ms(start), remote.vetoes)
-        else:
-            candidates = self.tier.search(query.namespace, query.vector, SEARCH_K, now)
-            best = candidates[0] if candidates else None
-            same = next((c for c in candidates if c.entry.question_hash == query.key), None)
-            if same is not None:
-                # This very question, stored by another process after our exact lookup
-                # (while we loaded the model): an exact hit, whatever the cosine says.
-                hit = CacheHit(same.entry.answer, "exact", 1.0, same.entry, _ms(start))
-            # The nearest entry decides alone. When a guard vetoes it, a farther entry is
-            # not tried: measured on the benchmark, falling back to the next neighbour
-            # doubled the wrong-hit rate on PAWS (0.036 -> 0.083) and GPTCache's pairs.
-            elif best is not None and best.similarity >= floor:
-                guard = self._veto(query.question, best.entry.question) if self.guards else None
-                if guard is None:
-                    hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start))
-                else:
-                    vetoes.append(Veto(best.entry.question, best.similarity, guard))
+        hit = None
+        for tier in self.tiers:
+            entry = tier.lookup(query.key, now)
+            if entry is not None:
+                hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start), tier.name)
+            elif tier.semantic:
+                hit, near, vetoed = self._search(tier, query, floor, now, start)
+                vetoes += vetoed
+                if near is not None and (best is None or near.similarity > best.similarity):
+                    best = near
+            if hit is not None:
+                break
         return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes))
+
+    def _search(
+        self, tier: Tier, query: Query, floor: float, now: float, start: float
+    ) -> tuple[CacheHit | None, Candidate | None, list[Veto]]:
+        """One tier's semantic lookup: (the hit, the nearest candidate, the vetoes)."""
+        if query._vector is None:
+            # A tier that embeds by itself (the local store through `thrift helper`)
+            # spares this process the model.
+            done = tier.explain_text(query.namespace, query.question, floor)
+            if done is not None and done.namespace == query.namespace:
+                hit = dataclasses.replace(done.hit, source=tier.name) if done.hit else None
+                return hit, done.best, list(done.vetoes)
+        candidates = tier.search(query.namespace, query.vector, SEARCH_K, now)
+        best = candidates[0] if candidates else None
+        same = next((c for c in candidates if c.entry.question_hash == query.key), None)
+        if same is not None:
+            # This very question, stored by another process after our exact lookup
+            # (while we loaded the model): an exact hit, whatever the cosine says.
+            return CacheHit(same.entry.answer, "exact", 1.0, same.entry, _ms(start), tier.name), best, []
+        # The nearest entry decides alone. When a guard vetoes it, a farther entry is
+        # not tried: measured on the benchmark, falling back to the next neighbour
+        # doubled the wrong-hit rate on PAWS (0.036 -> 0.083) and GPTCache's pairs.
+        if best is None or best.similarity < floor:
+            return None, best, []
+        guard = self._veto(query.question, best.entry.question) if self.guards else None
+        if guard is not None:
+            return None, best, [Veto(best.entry.question, best.similarity, guard)]
+        hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start), tier.name)
+        return hit, best, []
 
     def store(
         self, question: str | Query, answer: str, *, ttl: float | None = None, replace: bool = False
@@ -220,12 +249,15 @@ class SemanticCache:
         unless `replace`; the entry now in the cache is returned."""
         query = question if isinstance(question, Query) else self.query(question)
         entry = self._entry(query, answer, ttl)
-        if self.helper is not None and query._vector is None:
-            ttl = entry.expires_at - entry.created_at if entry.expires_at is not None else None
-            stored = self.helper.store(query.namespace, query.question, answer, ttl, replace)
-            if stored is not None:
-                return stored
-        return self.tier.store(entry, query.vector, replace=replace)
+        # The local tier decides which entry is kept (the one stored first, unless
+        # `replace`); every other tier then gets that one.
+        stored = self.tier.store_text(entry, replace=replace) if query._vector is None else None
+        if stored is None:
+            stored = self.tier.store(entry, query.vector, replace=replace)
+        for tier in self.tiers:
+            if tier is not self.tier:
+                tier.store(stored, query.vector if tier.semantic else None, replace=replace)
+        return stored
 
     def store_many(
         self, pairs: list[tuple[str, str]], *, ttl: float | None = None, replace: bool = False
@@ -290,14 +322,34 @@ class SemanticCache:
         assert look.hit is not None
         return look.hit.answer
 
-    def forget(self, question: str) -> bool:
-        """Delete the entry stored for exactly this question; True if there was one."""
-        query = self.query(question)
-        entry = self.tier.lookup(query.key, time.time())
-        return entry is not None and self.tier.delete(entry.id)
+    def forget(self, question: str | Query) -> bool:
+        """Delete the entry stored for exactly this question, from every tier; True if
+        one held it."""
+        return bool(self.forget_exact(question))
+
+    def forget_exact(self, question: str | Query) -> list[tuple[str, CacheEntry]]:
+        """Delete what each tier holds for exactly this question: (tier name, entry)
+        for each deletion. Tiers may hold different entries for one question (two
+        machines that each answered it)."""
+        query = question if isinstance(question, Query) else self.query(question)
+        now, removed = time.time(), []
+        for tier in self.tiers:
+            entry = tier.lookup(query.key, now)
+            if entry is not None and tier.remove(entry):
+                removed.append((tier.name, entry))
+        return removed
+
+    def remove(self, entry: CacheEntry) -> list[str]:
+        """Delete `entry` (by its id, or by its exact key where a tier keys on that) from
+        every tier; the names of the tiers that held it."""
+        return [tier.name for tier in self.tiers if tier.remove(entry)]
 
     def delete(self, entry_id: str) -> bool:
-        return self.tier.delete(entry_id)
+        """Delete the local entry with this id, and its copies in the other tiers."""
+        entry = self.tier.entry(entry_id)
+        if entry is None:
+            return self.tier.delete(entry_id)
+        return bool(self.remove(entry))
 
     @property
     def read_only(self) -> str | None:
@@ -344,8 +396,10 @@ class SemanticCache:
                 len(hit.answer.encode()),
                 entry_id=hit.entry.id,
                 question_hash=look.question_hash,
+                source=hit.source,
             )
-            self.tier.record_hit(hit.entry.id, event)
+            self.tier.record_hit(hit.entry, event)
+            self._spread(hit, event.at)
             return
         self.tier.record(
             Event(
@@ -361,8 +415,24 @@ class SemanticCache:
             )
         )
 
+    def _spread(self, hit: CacheHit, now: float) -> None:
+        """After a hit: count it in the tier that served it (if not the local one), and
+        write the entry back to the tiers asked before that one, under the entry's own
+        key (a paraphrase's key never gets another question's answer). Tiers that search
+        need the entry's vector, which a hit does not carry: only exact tiers are filled."""
+        position = next((i for i, t in enumerate(self.tiers) if t.name == hit.source), None)
+        if position is None:
+            return
+        source = self.tiers[position]
+        if source is not self.tier:
+            source.touch(hit.entry, now)
+        for tier in self.tiers[:position]:
+            if not tier.semantic:
+                tier.store(hit.entry, None)
+
     def close(self) -> None:
-        self.tier.close()
+        for tier in self.tiers:
+            tier.close()
 
     def __enter__(self) -> SemanticCache:
         return self

@@ -107,6 +107,9 @@ def _ask(
     from thrift_cli.cache import SemanticCache
     from thrift_cli.helper import HelperClient
     from thrift_cli.home import db_path
+    from thrift_cli.store import SQLiteStore
+    from thrift_cli.tiers import Tier
+    from thrift_cli.tiers.helper import HelperTier
 
     if command is not None and not command:
         raise UsageError("no command after --")
@@ -132,9 +135,12 @@ def _ask(
     if lookup_only and not db_path().exists():
         nothing_cached(text, options, result)  # and nothing created: not even THRIFT_HOME
         return
+    path = db_path()
     # One search per process: sqlite-vec on disk beats loading every vector into memory.
-    with SemanticCache(min_similarity=min_similarity, namespace=namespace, memory_index=False) as cache:
-        cache.helper = HelperClient.find(db_path().parent)  # a running `thrift helper`, if any
+    store = SQLiteStore(path)
+    client = HelperClient.find(path.parent)  # a running `thrift helper`, if any
+    local: Tier = store if client is None else HelperTier(store, client)
+    with SemanticCache(min_similarity, namespace, path.parent, tier=local, memory_index=False) as cache:
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
         run_ask(cache, text, options, 1, result)
 

@@ -241,8 +241,9 @@ class _Caches:
 
         try:
             self.store.reopen()
+            # The local tiers only: Redis is the asking process's to use.
             yield lambda namespace: SemanticCache(
-                namespace=namespace, tier=self.store, embedder=self.embedder
+                namespace=namespace, tier=self.store, shared=(), embedder=self.embedder
             )
         finally:
             self.store.close()

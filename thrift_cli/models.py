@@ -45,6 +45,7 @@ class CacheHit:
     similarity: float
     entry: CacheEntry
     latency_ms: float
+    source: str = "local"  # the tier that held the entry: local | redis | memory | remote...
 
     @property
     def question(self) -> str:
@@ -87,3 +88,4 @@ class Event:
     entry_id: str | None = None
     question_hash: str | None = None
     at: float = field(default_factory=time.time)
+    source: str | None = None  # of a hit: the tier that held the entry (CacheHit.source)

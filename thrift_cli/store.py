@@ -49,7 +49,7 @@ def _entry(row: tuple[Any, ...]) -> CacheEntry:
 
 
 class SQLiteStore(Tier):
-    name = "sqlite"
+    name = "local"
 
     def __init__(self, path: Path, *, memory_index: bool = False) -> None:
         """`memory_index`: search a numpy copy of each namespace's vectors, kept in step
@@ -326,7 +326,9 @@ class SQLiteStore(Tier):
         rows = self._read("SELECT length(embedding) FROM entries LIMIT 1")
         return rows[0][0] // 4 if rows else 384
 
-    def store(self, entry: CacheEntry, vector: np.ndarray, *, replace: bool = False) -> CacheEntry:
+    def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
+        if vector is None:
+            raise ValueError("the local store searches by vector: store needs one")
         return self.store_many([(entry, vector)], replace=replace)[0]
 
     def store_many(
@@ -380,10 +382,10 @@ class SQLiteStore(Tier):
         self._fresh.clear()
         return True
 
-    def touch(self, entry_id: str, now: float) -> None:
+    def touch(self, entry: CacheEntry, now: float) -> None:
         with self._write() as conn:
             conn.execute(
-                "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?", (now, entry_id)
+                "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?", (now, entry.id)
             )
 
     def record(self, event: Event) -> None:
@@ -392,14 +394,16 @@ class SQLiteStore(Tier):
         with self._write() as conn:
             self._insert_event(conn, event)
 
-    def record_hit(self, entry_id: str, event: Event) -> None:
-        """Count a hit and record its event in one transaction (one fsync, not two)."""
+    def record_hit(self, entry: CacheEntry, event: Event) -> None:
+        """Count a hit and record its event in one transaction (one fsync, not two). An
+        entry served by another tier (Redis) that this file does not hold counts nothing
+        here; its event is still recorded."""
         if self.read_only:
             return
         with self._write() as conn:
             conn.execute(
                 "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?",
-                (event.at, entry_id),
+                (event.at, entry.id),
             )
             self._insert_event(conn, event)
 
@@ -427,6 +431,10 @@ class SQLiteStore(Tier):
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
 
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
+        return _entry(rows[0]) if rows else None
+
     def entries(self, namespace: str | None = None) -> list[CacheEntry]:
         if namespace is None:
             rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY rowid")
@@ -439,7 +447,7 @@ class SQLiteStore(Tier):
     def events(self) -> list[Event]:
         rows = self._read(
             "SELECT namespace, tier, latency_ms, similarity, answer_bytes, call_ms, outcome, entry_id, "
-            "question_hash, at FROM events ORDER BY id"
+            "question_hash, at, source FROM events ORDER BY id"
         )
         return [Event(*r) for r in rows]
 
@@ -449,7 +457,7 @@ class SQLiteStore(Tier):
     def calls_since(self, question_hash: str, event_id: int) -> list[Event]:
         rows = self._read(
             "SELECT namespace, tier, latency_ms, similarity, answer_bytes, call_ms, outcome, entry_id, "
-            "question_hash, at FROM events WHERE id > ? AND question_hash = ? AND tier = 'miss' "
+            "question_hash, at, source FROM events WHERE id > ? AND question_hash = ? AND tier = 'miss' "
             "AND call_ms IS NOT NULL ORDER BY id",
             (event_id, question_hash),
         )
@@ -459,7 +467,7 @@ class SQLiteStore(Tier):
     def _insert_event(conn: Any, e: Event) -> None:
         conn.execute(
             "INSERT INTO events (at, namespace, tier, similarity, latency_ms, answer_bytes, call_ms, "
-            "outcome, entry_id, question_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "outcome, entry_id, question_hash, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.at,
                 e.namespace,
@@ -471,6 +479,7 @@ class SQLiteStore(Tier):
                 e.outcome,
                 e.entry_id,
                 e.question_hash,
+                e.source,
             ),
         )
 

@@ -6,16 +6,28 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from thrift_cli.models import CacheEntry, Candidate, Event
+from thrift_cli.models import CacheEntry, Candidate, Event, Lookup
 
 if TYPE_CHECKING:
     import numpy as np
 
 
 class Tier(ABC):
-    """A place answers are kept. The cache asks tiers in order and writes to all of them."""
+    """A place answers are kept. The cache asks its tiers in `order` (shared exact tiers
+    such as Redis first, then the local tier, then remote ones), stops at the first hit,
+    and writes a miss's answer to all of them.
+
+    One tier of a cache is its local tier: the source of truth for hit counts, events
+    and facts (`claim_meta`). The others are shared: a failure there is the tier's own
+    business (it warns and misses), never the caller's.
+    """
 
     name: str = "tier"
+    # Lookup order: 0 before the local tier (Redis), 1 the local tier, 2 after (a remote).
+    order: int = 1
+    # Whether `search` can find paraphrases; a tier without it is asked by exact key only,
+    # and stores no vectors (`store` is passed None).
+    semantic: bool = True
     # Why the tier can be read but not written (a read-only cache file), else None:
     # stores then fail and events are not kept.
     read_only: str | None = None
@@ -25,7 +37,7 @@ class Tier(ABC):
         """The live entry whose exact key is `question_hash`, if any."""
 
     @abstractmethod
-    def store(self, entry: CacheEntry, vector: np.ndarray, *, replace: bool = False) -> CacheEntry:
+    def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
         """Keep `entry`. If its key is taken, keep the old one (or replace it) and return
         the entry that is now stored."""
 
@@ -39,11 +51,31 @@ class Tier(ABC):
         """Up to `k` live entries of `namespace`, most similar first. Default: no index."""
         return []
 
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        """The entry with this id, live or expired, if this tier can find one by id."""
+        return None
+
     def delete(self, entry_id: str) -> bool:
         """Remove an entry; True if it existed."""
         return False
 
-    def touch(self, entry_id: str, now: float) -> None:
+    def remove(self, entry: CacheEntry) -> bool:
+        """Remove `entry`, found by whatever this tier keys on (its id; Redis: its exact
+        key); True if it was there."""
+        return self.delete(entry.id)
+
+    def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
+        """A whole lookup of a question not yet embedded, done by a tier that can embed
+        it itself (the local store reached through `thrift helper`, which has the model
+        loaded), so the caller loads no model; None: the caller embeds and calls search."""
+        return None
+
+    def store_text(self, entry: CacheEntry, *, replace: bool = False) -> CacheEntry | None:
+        """`store` for an entry whose question is not yet embedded, by a tier that can
+        embed it itself; None: the caller embeds it and calls `store`."""
+        return None
+
+    def touch(self, entry: CacheEntry, now: float) -> None:
         """Count a hit on an entry."""
 
     def record(self, event: Event) -> None:
@@ -57,9 +89,9 @@ class Tier(ABC):
         """Recorded misses of `question_hash` after event `event_id` that ran a call."""
         return []
 
-    def record_hit(self, entry_id: str, event: Event) -> None:
+    def record_hit(self, entry: CacheEntry, event: Event) -> None:
         """Count a hit on an entry and record its event."""
-        self.touch(entry_id, event.at)
+        self.touch(entry, event.at)
         self.record(event)
 
     def claim_meta(self, key: str, value: str) -> str:

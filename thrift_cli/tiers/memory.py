@@ -28,7 +28,9 @@ class MemoryTier(Tier):
         entry = self._entries.get(question_hash)
         return None if entry is None or entry.expired(now) else entry
 
-    def store(self, entry: CacheEntry, vector: np.ndarray, *, replace: bool = False) -> CacheEntry:
+    def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
+        if vector is None:
+            raise ValueError("the memory tier searches by vector: store needs one")
         with self._lock:
             old = self._entries.get(entry.question_hash)
             if old is not None and not replace:
@@ -49,6 +51,9 @@ class MemoryTier(Tier):
         top = np.argsort(-scores)[:k]
         return [Candidate(live[i], float(scores[i])) for i in top]
 
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        return next((e for e in self._entries.values() if e.id == entry_id), None)
+
     def delete(self, entry_id: str) -> bool:
         with self._lock:
             for key, entry in self._entries.items():
@@ -58,12 +63,12 @@ class MemoryTier(Tier):
                     return True
         return False
 
-    def touch(self, entry_id: str, now: float) -> None:
+    def touch(self, entry: CacheEntry, now: float) -> None:
         with self._lock:
-            for key, entry in self._entries.items():
-                if entry.id == entry_id:
+            for key, held in self._entries.items():
+                if held.id == entry.id:
                     self._entries[key] = dataclasses.replace(
-                        entry, hit_count=entry.hit_count + 1, last_hit_at=now
+                        held, hit_count=held.hit_count + 1, last_hit_at=now
                     )
                     return
 

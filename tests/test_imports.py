@@ -23,6 +23,10 @@ HEAVY = [
     # A plain `thrift ask` is parsed without typer (thrift_cli/cli.py).
     "typer",
     "click",
+    # Redis only when it is configured (REDIS_URL or redis_url in config.toml).
+    "redis",
+    "thrift_cli.tiers.redis",
+    "thrift_cli.tiers.resp",
 ]
 
 

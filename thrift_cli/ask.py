@@ -38,6 +38,7 @@ class AskResult:
 
     exit_code: int = 0
     tier: str = "error"  # exact | semantic | miss; error: thrift stopped before an answer
+    source: str | None = None  # of a hit: the tier that held it (local | redis | ...)
     namespace: str | None = None
     lookup_ms: float | None = None  # both lookups (before and after the wait), model load included
     waited_ms: float | None = None  # for another process's call of the question; None: no wait
@@ -203,6 +204,7 @@ def _serve(cache: SemanticCache, look: Lookup, out_fd: int, result: AskResult) -
     assert hit is not None
     data = hit.answer.encode("utf-8")
     result.tier, result.similarity, result.matched_question = hit.tier, hit.similarity, hit.question
+    result.source = hit.source
     result.entry_id, result.answer_bytes = hit.entry.id, len(data)
     status = write_all(out_fd, data)
     if status:

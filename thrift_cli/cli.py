@@ -244,7 +244,10 @@ def _process_age_ms() -> float:
 
 def _describe(result: AskResult) -> list[str]:
     if result.tier != "miss":
-        line = f"thrift: {result.tier} hit, similarity {result.similarity:.3f}"
+        line = f"thrift: {result.tier} hit"
+        if result.source not in (None, "local"):
+            line += f" from {result.source}"
+        line += f", similarity {result.similarity:.3f}"
         if result.tier == "semantic":
             line += f", matched {result.matched_question!r}"
         line += f" ({result.lookup_ms:.0f} ms)"

@@ -108,7 +108,8 @@ def _ask(
     from thrift_cli.helper import HelperClient
     from thrift_cli.home import db_path
     from thrift_cli.store import SQLiteStore
-    from thrift_cli.tiers import Tier
+    from thrift_cli.tiers import Tier, configured
+    from thrift_cli.tiers.base import EmptyTier
     from thrift_cli.tiers.helper import HelperTier
 
     if command is not None and not command:
@@ -132,15 +133,25 @@ def _ask(
     text = _read_question(question)
     if not text.strip():
         raise UsageError("the question is empty")
-    if lookup_only and not db_path().exists():
-        nothing_cached(text, options, result)  # and nothing created: not even THRIFT_HOME
-        return
     path = db_path()
-    # One search per process: sqlite-vec on disk beats loading every vector into memory.
-    store = SQLiteStore(path)
-    client = HelperClient.find(path.parent)  # a running `thrift helper`, if any
-    local: Tier = store if client is None else HelperTier(store, client)
-    with SemanticCache(min_similarity, namespace, path.parent, tier=local, memory_index=False) as cache:
+    local: Tier
+    shared = None  # the settings'
+    if lookup_only and not path.exists():
+        # A lookup creates nothing, not even THRIFT_HOME: only the shared tiers (Redis)
+        # can answer, through a local tier that holds nothing.
+        shared = configured(path.parent)
+        if not shared:
+            nothing_cached(text, options, result)
+            return
+        local = EmptyTier()
+    else:
+        # One search per process: sqlite-vec on disk beats loading every vector into memory.
+        store = SQLiteStore(path)
+        client = HelperClient.find(path.parent)  # a running `thrift helper`, if any
+        local = store if client is None else HelperTier(store, client)
+    with SemanticCache(
+        min_similarity, namespace, path.parent, tier=local, shared=shared, memory_index=False
+    ) as cache:
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
         run_ask(cache, text, options, 1, result)
 

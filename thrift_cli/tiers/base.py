@@ -108,3 +108,17 @@ class Tier(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class EmptyTier(Tier):
+    """A local tier that holds nothing and writes nothing: `thrift ask --lookup-only` on
+    a machine with no cache file yet asks the shared tiers through it, creating no file."""
+
+    name = "local"
+    semantic = False  # nothing to search, and no model to load for it
+
+    def lookup(self, question_hash: str, now: float) -> CacheEntry | None:
+        return None
+
+    def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
+        raise ValueError("the empty tier stores nothing")

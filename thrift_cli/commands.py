@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from thrift_cli import config
+from thrift_cli.config_cmd import config_app
 from thrift_cli.errors import StoreError, UsageError
 
 
@@ -53,6 +54,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help="thrift: a semantic cache for LLM calls, in the shell.",
 )
+app.add_typer(config_app, name="config")
 
 
 def _namespaces(given: list[str] | None) -> list[str] | None:

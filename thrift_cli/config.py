@@ -269,9 +269,24 @@ def parse_file(path: Path) -> dict[str, Any]:
             raw = tomllib.load(f)
     except OSError as exc:
         raise ThriftError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}{_where(path, str(exc))}") from None
+    except UnicodeDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
     return {key: checked_file_value(path, key, value) for key, value in raw.items()}
+
+
+def _where(path: Path, error: str) -> str:
+    """The key of the line a TOML error points at (`, in ttl = ...`), so the message names
+    the setting; never the value, which may be a secret."""
+    found = re.search(r"at line (\d+)", error)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        line = lines[int(found.group(1)) - 1] if found else ""
+    except (OSError, IndexError):
+        return ""
+    key = line.split("=", 1)[0].strip() if "=" in line else ""
+    return f", in {shown(key)[1:-1]} = ..." if key else ""
 
 
 def checked_file_value(path: Path, key: str, value: object) -> Any:
@@ -350,4 +365,5 @@ def masked(key: str, current: Any) -> str:
 
 def _without_password(url: str) -> str:
     """`redis://user:secret@host` -> `redis://user:****@host`."""
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1****@", url)
+    # Up to the last @ before the path: redis-py reads `redis://u:p@ss@host` as password p@ss.
+    return re.sub(r"(://[^/@:]*:)[^/]*@", r"\1****@", url)

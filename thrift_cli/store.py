@@ -382,6 +382,30 @@ class SQLiteStore(Tier):
         self._fresh.clear()
         return True
 
+    def delete_namespace(self, namespace: str) -> int:
+        """Delete every entry of `namespace` with its vectors, in one transaction; how
+        many there were. The namespace's HNSW graph goes too: the store stops naming it in
+        the same transaction (a graph of deleted rows only proposes candidates that are
+        then dropped, but it would be mapped and searched for nothing), and its file is
+        removed after (best effort: a file left behind is named by no store, and a
+        rebuild removes it)."""
+        with self._lock, self._write() as conn:
+            conn.execute(
+                "DELETE FROM entry_vectors WHERE rowid IN (SELECT rowid FROM entries WHERE namespace = ?)",
+                (namespace,),
+            )
+            removed = int(conn.execute("DELETE FROM entries WHERE namespace = ?", (namespace,)).rowcount)
+            conn.execute("DELETE FROM meta WHERE key = ?", (hnsw.meta_key(namespace),))
+            self._fresh.clear()
+            self._indexes.pop(namespace, None)
+            self._graphs.pop(namespace, None)
+        for path in self._graph_dir().glob(f"{hnsw.digest(namespace)}.*.usearch"):
+            try:
+                path.unlink()  # a process that mapped it keeps its pages
+            except OSError:
+                pass
+        return removed
+
     def touch(self, entry: CacheEntry, now: float) -> None:
         with self._write() as conn:
             conn.execute(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from thrift_cli import keys
@@ -111,25 +111,54 @@ class RedisTier(Tier):
 
     def remove_namespace(self, namespace: str) -> int:
         """Delete every entry of `namespace` this tenant holds; how many there were."""
-        removed, cursor = 0, b"0"
+        removed = 0
+        for page in self._pages("list answers"):
+            doomed = [key for key, value in page if _namespace_of(value) == namespace]
+            if doomed:
+                removed += int(self._call("delete answers", "DEL", *doomed) or 0)
+        return removed
+
+    def entries(self, namespace: str) -> list[CacheEntry]:
+        """The live entries of `namespace` this tenant holds (one SCAN of its keys)."""
+        now = time.time()
+        found: dict[bytes, CacheEntry] = {}
+        for page in self._pages("list answers"):
+            for key, value in page:
+                if _namespace_of(value) == namespace:
+                    entry = _entry(value, _question_hash(key))
+                    if entry is not None and not entry.expired(now):
+                        found[key] = entry  # SCAN may return a key twice
+        return list(found.values())
+
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        """The entry with this id, found by a SCAN of the tenant's keys: Redis is keyed by
+        question, so this reads every one of them (for `thrift forget --id`, not lookups)."""
+        needle = json.dumps(entry_id, ensure_ascii=False).encode()
+        for page in self._pages("find an answer"):
+            for key, value in page:
+                if needle in value:  # cheap filter before parsing
+                    entry = _entry(value, _question_hash(key))
+                    if entry is not None and entry.id == entry_id:
+                        return entry
+        return None
+
+    def _pages(self, doing: str) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Every entry key of this tenant with its value, a SCAN page at a time. A failure
+        ends the iteration (the tier has warned)."""
+        cursor: object = b"0"
         pattern = f"thrift:v1:{self.tenant}:*"
         while True:
-            page = self._call("list answers", "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
+            page = self._call(doing, "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
             if not isinstance(page, list) or len(page) != 2:
-                return removed
+                return
             cursor, keys = page
             keys = [k for k in keys if isinstance(k, bytes)] if isinstance(keys, list) else []
             if keys:
-                values = self._call("list answers", "MGET", *keys)
-                doomed = [
-                    k
-                    for k, v in zip(keys, values if isinstance(values, list) else [], strict=False)
-                    if isinstance(v, bytes) and _namespace_of(v) == namespace
-                ]
-                if doomed:
-                    removed += int(self._call("delete answers", "DEL", *doomed) or 0)
+                values = self._call(doing, "MGET", *keys)
+                values = values if isinstance(values, list) else []
+                yield [(k, v) for k, v in zip(keys, values, strict=False) if isinstance(v, bytes)]
             if cursor in (b"0", None):
-                return removed
+                return
 
     def touch(self, entry: CacheEntry, now: float) -> None:
         self._call("count a hit", "HINCRBY", self.hits_key, entry.question_hash.partition(":")[2], 1)
@@ -210,6 +239,12 @@ def _entry(data: bytes, question_hash: str) -> CacheEntry | None:
     if keys.exact_key(entry.namespace, entry.question) != question_hash:
         return None  # the key and the question it claims to answer disagree
     return entry if entry.answer.strip() else None
+
+
+def _question_hash(key: bytes) -> str:
+    """The exact key `v1:<hex>` of a Redis key `thrift:v1:<tenant>:<hex>`."""
+    parts = key.decode("utf-8", "replace").split(":")
+    return f"{parts[1]}:{parts[-1]}" if len(parts) >= 4 else ""
 
 
 def _namespace_of(data: bytes) -> str | None:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from conftest import thrift_executable
 
-COMMANDS = [[], ["ask"], ["import"], ["index"], ["helper"]]
+COMMANDS = [[], ["ask"], ["import"], ["index"], ["helper"], ["doctor"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "thrift")

@@ -323,6 +323,26 @@ def helper() -> int:
 
 
 @app.command(cls=_Command)
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as one JSON object.")] = False,
+) -> int:
+    """Check the cache file, the model, the indexes, the helper, Redis and the settings.
+
+    Example: thrift doctor
+
+    One line per check: ok, -- (nothing to check: not configured, not running, no cache yet), warn, or FAIL with how to fix it. It only reads: nothing is created or changed. Exit codes: 0 nothing failed; 1 something needs fixing.
+    """  # noqa: E501
+    from thrift_cli import doctor as doctor_module
+
+    checks = doctor_module.run()
+    if as_json:
+        print(json.dumps(doctor_module.as_json(checks), ensure_ascii=False))
+    else:
+        print(doctor_module.render(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+@app.command(cls=_Command)
 def forget(
     ctx: typer.Context,
     question: Annotated[

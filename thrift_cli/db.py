@@ -146,7 +146,8 @@ def connect(path: Path, *, read_only: bool = False) -> Any:
         conn.close()
         if "not a database" in str(exc) or "malformed" in str(exc):
             raise StoreError(
-                f"cache file {path} is corrupt or not a thrift cache ({exc}); {move_aside(path)}"
+                f"cache file {path} is corrupt or not a thrift cache ({exc}); {move_aside(path)}; "
+                "thrift doctor checks the rest"
             ) from None
         raise StoreError(f"cannot open cache file {path}: {exc}") from None
     except sqlite.Error as exc:

@@ -307,8 +307,10 @@ def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[st
     op = request["op"]
     if request.get("version") != PROTOCOL:
         return {"ok": False, "error": "another thrift version"}
-    if op == "ping":
-        return {"ok": True}
+    if op == "ping":  # `thrift doctor` compares the helper's version with its own
+        from thrift_cli import __version__
+
+        return {"ok": True, "thrift": __version__}
     cache = cache_for(request["namespace"])
     if op == "explain":
         look = cache.explain(request["question"], min_similarity=request["min"])

@@ -38,7 +38,7 @@ def cached_model(home: Path, weights: Path | None = None) -> Path:
     """
     weights = weights or model_dir() / "model.safetensors"
     models = home / "models"
-    stem = f"all-MiniLM-L6-v2-{_weights_id(weights)}-g{GRAPH_VERSION}"
+    stem = model_stem(weights)
     for path in sorted(models.glob(f"{stem}-*.onnx")):
         if home_module.file_checksum(path) == path.stem.rsplit("-", 1)[1]:
             return path
@@ -51,6 +51,12 @@ def cached_model(home: Path, weights: Path | None = None) -> Path:
         lambda tmp: tmp.write_bytes(model),
         lambda tmp: f"{stem}-{home_module.file_checksum(tmp)}.onnx",
     )
+
+
+def model_stem(weights: Path) -> str:
+    """The name of the ONNX file built from `weights`, up to its checksum: the file is
+    `models/<stem>-<blake2b of its bytes>.onnx` (`thrift doctor` checks it by that)."""
+    return f"all-MiniLM-L6-v2-{_weights_id(weights)}-g{GRAPH_VERSION}"
 
 
 def _weights_id(weights: Path) -> str:

@@ -145,7 +145,8 @@ class SQLiteStore(Tier):
             try:
                 return self._conn.execute(sql, params).fetchall()
             except self._sqlite.Error as exc:
-                raise StoreError(f"cannot read {self.path}: {exc}") from None
+                damaged = "; thrift doctor checks the file" if "malformed" in str(exc) else ""
+                raise StoreError(f"cannot read {self.path}: {exc}{damaged}") from None
 
     # -- Tier ---------------------------------------------------------------------------
 

@@ -393,3 +393,30 @@ def test_an_index_that_cannot_be_written_costs_nothing_but_speed(home, thrift):
     (line,) = ran.stderr.strip().splitlines()
     assert line.startswith(f"thrift: cannot build the index of {NS!r} in {home / 'index'}: ")
     assert store.count(NS) == 300
+
+
+def test_a_process_that_built_a_graph_can_load_onnxruntime_after(tmp_path):
+    """usearch imported first made a later `import onnxruntime` crash the process."""
+    code = (
+        "import sys, numpy as np; from pathlib import Path; from thrift_cli import hnsw\n"
+        "rows = [(i + 1, np.eye(384, dtype=np.float32)[i % 384].tobytes()) for i in range(50)]\n"
+        "graph = hnsw.build(Path(sys.argv[1]), 'ns', lambda: None,\n"
+        "    lambda _ns, after, limit: rows[after:after + limit], lambda _ns, _u: 0, 384, lambda _n: None)\n"
+        "import onnxruntime\n"
+        "print(len(graph.index))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "50"
+
+
+def test_a_warm_embedder_after_usearch_falls_back_to_numpy_instead_of_crashing(tmp_path):
+    code = (
+        "import sys; import usearch.index\n"
+        "from thrift_cli.embed import default_embedder\n"
+        "e = default_embedder(warm=True, home=__import__('pathlib').Path(sys.argv[1]))\n"
+        "print(type(e).__name__, 'onnxruntime' in sys.modules, e.embed(['hello']).shape)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["MiniLMEmbedder", "False", "(1,", "384)"]

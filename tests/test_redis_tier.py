@@ -295,3 +295,43 @@ def test_redis_configured_in_the_config_file(thrift, fake_llm, redis_server, tmp
         keys.exact_key(first.report["namespace"], QUESTION)
     )
     assert redis_server.client().exists(key) == 1
+
+
+# -- the Python API's deletes through the chain ----------------------------------------
+
+
+def _api_cache(redis_server, tenant: str, local=None):
+    from thrift_cli import SemanticCache
+    from thrift_cli.embed import HashEmbedder
+    from thrift_cli.tiers.memory import MemoryTier
+
+    shared = RedisTier(redis_server.url, tenant=tenant, connect_timeout=2, timeout=2)
+    return SemanticCache(
+        namespace="api", tier=local or MemoryTier(), shared=[shared], embedder=HashEmbedder()
+    )
+
+
+def test_a_delete_refused_locally_leaves_the_shared_copy(redis_server):
+    from thrift_cli.errors import StoreError
+
+    cache = _api_cache(redis_server, "api-ro")
+    entry = cache.store(QUESTION, "Practice every day.")
+    cache.tier.read_only = "the cache is read-only"
+    with pytest.raises(StoreError, match="nothing deleted"):
+        cache.forget(QUESTION)
+    with pytest.raises(StoreError):
+        cache.remove(entry)
+    assert redis_server.client().exists(cache.tiers[0].key(entry.question_hash)) == 1
+
+
+def test_forgetting_clears_the_redis_hit_count_and_delete_finds_a_redis_only_entry(redis_server):
+    writer = _api_cache(redis_server, "api-hits")
+    entry = writer.store(QUESTION, "Practice every day.")
+    reader = _api_cache(redis_server, "api-hits")  # another machine: an empty local tier
+    assert reader.lookup(QUESTION).source == "redis"
+    redis_tier = reader.tiers[0]
+    assert redis_tier.hit_count(entry.question_hash) == 1
+    assert reader.delete(entry.id) is True  # found in Redis, not locally
+    assert redis_tier.hit_count(entry.question_hash) == 0
+    assert reader.lookup(QUESTION) is None
+    assert writer.lookup(QUESTION).source == "memory"  # the other machine's copy stays (no tombstones yet)

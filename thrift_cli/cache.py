@@ -332,24 +332,40 @@ class SemanticCache:
         for each deletion. Tiers may hold different entries for one question (two
         machines that each answered it)."""
         query = question if isinstance(question, Query) else self.query(question)
+        self._check_writable()
         now, removed = time.time(), []
-        for tier in self.tiers:
+        for tier in self._local_first():
             entry = tier.lookup(query.key, now)
             if entry is not None and tier.remove(entry):
                 removed.append((tier.name, entry))
-        return removed
+        return sorted(removed, key=lambda r: self._position(r[0]))  # reported in lookup order
 
     def remove(self, entry: CacheEntry) -> list[str]:
         """Delete `entry` (by its id, or by its exact key where a tier keys on that) from
-        every tier; the names of the tiers that held it."""
-        return [tier.name for tier in self.tiers if tier.remove(entry)]
+        every tier, the local one first; the names of the tiers that held it."""
+        self._check_writable()
+        removed = [tier.name for tier in self._local_first() if tier.remove(entry)]
+        return sorted(removed, key=self._position)
 
     def delete(self, entry_id: str) -> bool:
-        """Delete the local entry with this id, and its copies in the other tiers."""
-        entry = self.tier.entry(entry_id)
+        """Delete the entry with this id (found locally, else in the tier that holds it)
+        and its copies in the other tiers."""
+        entry = next((e for t in self._local_first() if (e := t.entry(entry_id)) is not None), None)
         if entry is None:
-            return self.tier.delete(entry_id)
+            return False
         return bool(self.remove(entry))
+
+    def _local_first(self) -> list[Tier]:
+        """The tiers, the local one first: a delete that fails there (a read-only file)
+        must not have emptied a shared tier that the next local hit would refill."""
+        return [self.tier, *(t for t in self.tiers if t is not self.tier)]
+
+    def _position(self, name: str) -> int:
+        return next((i for i, t in enumerate(self.tiers) if t.name == name), len(self.tiers))
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.read_only}: nothing deleted")
 
     @property
     def read_only(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,8 @@ def default_embedder(*, warm: bool = False, home: Path | None = None) -> Embedde
     process that embeds once (`thrift ask`): numpy, which loads in ~0.1 s. `warm=True`, for
     one that embeds many times (the API, `thrift import`): ONNX Runtime, ~0.3 s to load and
     ~3x faster per text; numpy again if ONNX Runtime is missing or its model cannot be built
-    under `home` (default `THRIFT_HOME`).
+    under `home` (default `THRIFT_HOME`), or if usearch was imported first (an onnxruntime
+    imported after usearch crashes the process; see hnsw._before_usearch).
     """
     with _default_lock:
         if warm not in _defaults:
@@ -72,7 +74,7 @@ def default_embedder(*, warm: bool = False, home: Path | None = None) -> Embedde
 def _load(warm: bool, home: Path | None) -> Embedder:
     from thrift_cli.minilm import MiniLMEmbedder
 
-    if warm:
+    if warm and ("onnxruntime" in sys.modules or "usearch.index" not in sys.modules):
         from thrift_cli.errors import EmbedError
         from thrift_cli.home import thrift_home
 

@@ -114,6 +114,22 @@ def open_graph(
     return Graph(index, int(match.group(2)), path, record or "")
 
 
+def _before_usearch() -> None:
+    """Import onnxruntime before usearch in a process that builds graphs. usearch's
+    extension carries its own copy of libstdc++'s locale facets, and an onnxruntime
+    imported after it crashes the process (SIGSEGV in std::codecvt, seen with usearch
+    2.x and onnxruntime 1.2x). Builds run in processes that may embed next (the Python
+    API, `thrift import`); one-shot lookups, which only open graphs, never load
+    onnxruntime and skip this ~40 ms. Once usearch is loaded it is too late (the import
+    itself would crash): the warm embedder then falls back to numpy (embed.py)."""
+    if "usearch.index" in sys.modules:
+        return
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+
+
 _NAME = re.compile(r"^([0-9a-f]{20})\.(\d+)\.([0-9a-f]{8})\.usearch$")
 
 
@@ -135,6 +151,8 @@ def build(
     store, save it and `publish` its name. When another process is building it, wait for
     that build if `wait`, else return None at once (it is doing the same work)."""
     import numpy as np
+
+    _before_usearch()
     from usearch.index import Index
 
     from thrift_cli import vectors

@@ -102,7 +102,13 @@ class RedisTier(Tier):
         return entry
 
     def remove(self, entry: CacheEntry) -> bool:
-        return bool(self._call("delete an answer", "DEL", self.key(entry.question_hash)))
+        """Delete the answer under `entry`'s key and the hits counted on it (an answer
+        given again later starts from zero)."""
+        digest = entry.question_hash.partition(":")[2]
+        replies = self._pipeline(
+            "delete an answer", [("DEL", self.key(entry.question_hash)), ("HDEL", self.hits_key, digest)]
+        )
+        return bool(replies and replies[0])
 
     def remove_key(self, question_hash: str) -> CacheEntry | None:
         """Delete the entry under this exact key, if Redis holds one; return it."""
@@ -189,6 +195,15 @@ class RedisTier(Tier):
             return None
         try:
             return self._conn.command(*command)
+        except RedisError as exc:
+            self._failed(doing, str(exc))
+            return None
+
+    def _pipeline(self, doing: str, commands: list[tuple[Any, ...]]) -> list[Any] | None:
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return self._conn.pipeline(commands)
         except RedisError as exc:
             self._failed(doing, str(exc))
             return None

@@ -1,6 +1,7 @@
 """Every test gets its own THRIFT_HOME, and no THRIFT_/SUPABASE_/REDIS_ setting leaks in.
 
-Redis tests get a real server on loopback (redis_servers.py), never a mock."""
+Redis and Postgres tests get a real server on loopback (redis_servers.py, pg_servers.py),
+never a mock."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pg_servers import PostgresServer
     from redis_servers import RedisServer
 
 TESTS = Path(__file__).resolve().parent
@@ -76,6 +78,42 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     from redis_servers import RedisServer
 
     with RedisServer(data_dir=tmp_path / "redis") as server:
+        yield server
+
+
+# Likewise pg_servers: psycopg (~110 ms to import) and a server only for the tests that ask.
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL 18 with pgvector for the whole session; tests keep apart by
+    database (see `pg_database`). A test that stops or kills its server uses `own_pg`."""
+    from pg_servers import PostgresServer
+
+    # No data_dir from tmp_path_factory: as root the server runs as another user, whom
+    # pytest's 0700 /tmp/pytest-of-root shuts out (pg_servers.py).
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(
+    isolated_env: Path, pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A database of this test's own on the session's server, with the vector extension,
+    dropped afterwards; DATABASE_URL set to its DSN (the superuser's). Returns the DSN."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.create_database(name)
+    monkeypatch.setenv("DATABASE_URL", dsn)  # after isolated_env, which clears it
+    yield dsn
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PostgresServer]:
+    """A real PostgreSQL of this test's own, which it may stop, start again or kill. Sets no
+    environment: use `own_pg.create_database(...)` and pass its DSN where it is wanted."""
+    from pg_servers import PostgresServer
+
+    with PostgresServer() as server:
         yield server
 
 

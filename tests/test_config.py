@@ -28,6 +28,10 @@ VALUES = {
     "timeout": ("90s", "90s"),
     "hnsw_min_entries": ("00500", "500"),
     "redis_url": ("redis://user:hunter2@127.0.0.1:6379/0", "redis://user:hunter2@127.0.0.1:6379/0"),
+    "database_url": (
+        "postgresql://thrift:pw@127.0.0.1:5432/team",
+        "postgresql://thrift:pw@127.0.0.1:5432/team",
+    ),
     "redis_ttl": ("7d", "7d"),
     "redis_connect_timeout": ("20ms", "20ms"),
     "redis_timeout": ("1.5", "1.5"),
@@ -189,6 +193,7 @@ BAD = [
     ("hnsw_min_entries", "1.5"),
     ("hnsw_min_entries", "9" * 19),
     ("redis_url", "http://127.0.0.1:6379"),
+    ("database_url", "mysql://127.0.0.1/db"),
     ("tenant", "team:a"),
     ("api_key", "  "),
     ("api_key", os.fsdecode(b"\xff\xfe")),  # argv bytes that are not UTF-8
@@ -482,11 +487,9 @@ def test_get_help_documents_exit_1_for_an_unset_setting(thrift):
 def test_the_readme_table_matches_the_settings():
     """The table in README.md was pasted from SETTINGS: it must not drift from it."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    rows = [
-        line.split(" | ") for line in readme.splitlines() if re.match(r"\| `[a-z_]+` \| `[A-Z_]+` \|", line)
-    ]
-    table = {row[0].strip("| `"): (row[1].strip("`"), row[2]) for row in rows}
-    assert table == {key: (s.variable, default_text(s) or "unset") for key, s in SETTINGS.items()}
+    rows = [line.split(" | ") for line in readme.splitlines() if re.match(r"\| `[a-z_]+` \| `[A-Z_]+`", line)]
+    table = {row[0].strip("| `"): (tuple(v.strip("` ") for v in row[1].split(",")), row[2]) for row in rows}
+    assert table == {key: (s.variables, default_text(s) or "unset") for key, s in SETTINGS.items()}
 
 
 def test_keys_complete():

@@ -119,6 +119,16 @@ def redis_url(value: str, what: str) -> str:
     return value
 
 
+def postgres_url(value: str, what: str) -> str:
+    """A URL libpq opens: postgresql:// or postgres://."""
+    if not re.match(r"postgres(ql)?://.", value):
+        raise UsageError(
+            f"{what} must be a postgresql:// URL such as postgresql://user:password@host:5432/db, "
+            f"got {shown(_without_password(value))}"
+        )
+    return value
+
+
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -153,6 +163,15 @@ class Setting:
     option: str | None = None  # the flag of `thrift ask` that overrides it, if any
     secret: bool = False  # shown masked by `thrift config list`; the file is kept 0600
     number: bool = False  # written as a TOML number by `thrift config set`
+    aliases: tuple[str, ...] = ()  # other variables read, after `variable` (DATABASE_URL)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return ((self.variable,) if self.variable else ()) + self.aliases
+
+    def set_variable(self) -> str | None:
+        """The first of its variables that is set (non-empty), if any."""
+        return next((v for v in self.variables if setting(v) is not None), None)
 
 
 SETTINGS: dict[str, Setting] = {
@@ -214,6 +233,15 @@ SETTINGS: dict[str, Setting] = {
             duration,
             0.1,
             "how long to wait for Redis to answer a command (100ms)",
+        ),
+        Setting(
+            "database_url",
+            "SUPABASE_DB_URL",
+            postgres_url,
+            None,
+            "the team's remote: a Postgres URL (Supabase's connection string); unset: no remote",
+            secret=True,
+            aliases=("DATABASE_URL",),
         ),
         Setting(
             "tenant",
@@ -307,8 +335,8 @@ def value(key: str, given: str | None = None, home: Path | str | None = None) ->
     if given is not None:
         what = spec.option or key
         return spec.check(checked_text(given, what), what)
-    if spec.variable is not None and (from_env := setting(spec.variable)) is not None:
-        return spec.check(from_env, spec.variable)
+    if (variable := spec.set_variable()) is not None:
+        return spec.check(checked_text(os.environ[variable], variable), variable)
     values = file_values(home)
     return values.get(key, spec.default)
 
@@ -316,8 +344,8 @@ def value(key: str, given: str | None = None, home: Path | str | None = None) ->
 def source(key: str, home: Path | str | None = None) -> str:
     """Where `key`'s value comes from: its variable's name, the file's path, or 'default'."""
     spec = SETTINGS[key]
-    if spec.variable is not None and setting(spec.variable) is not None:
-        return spec.variable
+    if (variable := spec.set_variable()) is not None:
+        return variable
     return str(config_path(home)) if key in file_values(home) else "default"
 
 
@@ -358,7 +386,7 @@ def masked(key: str, current: Any) -> str:
         return ""
     if not SETTINGS[key].secret:
         return f"{current:g}" if isinstance(current, float) else str(current)
-    if key == "redis_url":
+    if key in ("redis_url", "database_url"):
         return _without_password(str(current))
     return "****" + str(current)[-4:] if len(str(current)) > 8 else "****"
 

@@ -62,7 +62,7 @@ def current(key: str) -> tuple[str | None, str]:
     config.file_values()  # a bad file is an error here too, whichever key is asked for
     config.value(key)  # a bad variable likewise
     where = config.source(key)
-    if where == spec.variable:
+    if where in spec.variables:
         return os.environ[where], where
     if where == "default":
         return default_text(spec), where
@@ -262,6 +262,6 @@ def unset_value(key: str) -> list[str]:
 
 
 def _overridden(spec: Setting) -> list[str]:
-    if spec.variable and os.environ.get(spec.variable):
-        return [f"note: {spec.variable} is set, and overrides the file's {spec.key}"]
+    if (variable := spec.set_variable()) is not None:
+        return [f"note: {variable} is set, and overrides the file's {spec.key}"]
     return []

@@ -56,8 +56,8 @@ class Settings:
     def value(self, key: str) -> tuple[Any, str]:
         """A setting's value and where it comes from. Raises UsageError for a bad variable."""
         spec = config.SETTINGS[key]
-        if spec.variable is not None and (raw := config.setting(spec.variable)) is not None:
-            return spec.check(raw, spec.variable), spec.variable
+        if (variable := spec.set_variable()) is not None:
+            return spec.check(config.checked_text(os.environ[variable], variable), variable), variable
         if key in self.file:
             return self.file[key], str(self.path)
         return spec.default, "default"
@@ -119,7 +119,7 @@ def check_environment(context: Context) -> Iterator[Check]:
         (config.NAMESPACE, config.namespace),
         (config.SQLITE, lambda value, what: config.sqlite_module_name()),
     ]
-    variables += [(s.variable, s.check) for s in config.SETTINGS.values() if s.variable is not None]
+    variables += [(v, s.check) for s in config.SETTINGS.values() for v in s.variables]
     shown, problems = [], []
     for variable, check in variables:
         raw = os.environ.get(variable)

@@ -36,6 +36,10 @@ _LOCK_KEY = 0x7468726966  # "thrif"
 class RemoteError(ThriftError):
     """The remote cannot be reached, refuses us, or is not a thrift remote."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message  # without the URL, for a line that names it already
+
 
 def sql_dir() -> Path:
     """`sql/postgres/` of the source tree, or its copy inside an installed wheel."""
@@ -64,7 +68,9 @@ def connect(
             url, connect_timeout=max(int(timeout), 1), autocommit=True, application_name="thrift"
         )
     except psycopg.Error as exc:
-        raise RemoteError(f"cannot reach the remote at {shown_url(url)}: {_reason(exc)}") from None
+        raise RemoteError(
+            f"cannot reach the remote at {shown_url(url)}: {_reason(exc)}", _reason(exc)
+        ) from None
     try:
         if _has_vector(conn):
             from pgvector.psycopg import register_vector

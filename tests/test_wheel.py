@@ -26,6 +26,7 @@ def test_wheel_installs_and_answers_from_elsewhere(tmp_path, fake_llm):
     (wheel,) = dist.glob("thrift_cli-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "thrift_cli/_sql/sqlite/0001_initial.sql" in names
+    assert "thrift_cli/_sql/postgres/0001_initial.sql" in names  # the remote schema, for thrift remote init
     assert not any(n.startswith("tests/") for n in names)
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     assert "thrift = thrift_cli.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 from thrift_cli import config
 from thrift_cli.config_cmd import config_app
 from thrift_cli.errors import StoreError, UsageError
+from thrift_cli.remote_cmd import remote_app
 
 
 def where_the_cache_lives() -> str:
@@ -55,6 +56,7 @@ app = typer.Typer(
     help="thrift: a semantic cache for LLM calls, in the shell.",
 )
 app.add_typer(config_app, name="config")
+app.add_typer(remote_app, name="remote")
 
 
 def _namespaces(given: list[str] | None) -> list[str] | None:

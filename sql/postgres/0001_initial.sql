@@ -104,7 +104,7 @@ CREATE POLICY read_meta ON thrift_meta FOR SELECT USING (true);
 CREATE POLICY admin_meta ON thrift_meta TO thrift_admin USING (true) WITH CHECK (true);
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON cache_entries TO thrift_client, thrift_admin;
-GRANT SELECT ON api_keys, thrift_meta TO thrift_client;
+GRANT SELECT ON api_keys, thrift_meta, thrift_migrations TO thrift_client;
 GRANT SELECT, INSERT, UPDATE, DELETE ON api_keys, thrift_meta TO thrift_admin;
 
 -- The remote lookup (ThriftLM's RPC, with thrift's namespace): the live entries of the

@@ -112,27 +112,18 @@ class Remote:
 
     def __init__(self, url: str, api_key: str | None) -> None:
         import psycopg
-        from pgvector.psycopg import register_vector
+
+        from thrift_cli import remote_db
 
         self.where = where(url)
+        if not api_key:
+            raise SyncError("no API key for the remote: set THRIFT_API_KEY (thrift remote key create EMAIL)")
+        self.conn = remote_db.connect(url, api_key, timeout=CONNECT_TIMEOUT_S)
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-        except psycopg.Error as exc:
-            raise SyncError(f"cannot reach the remote {self.where}: {_first_line(exc)}") from None
-        try:
-            installed = self.conn.execute(
-                "SELECT to_regclass('thrift_migrations') IS NOT NULL, to_regtype('vector') IS NOT NULL"
-            ).fetchone()
-            if installed is None or not all(installed):
-                raise SyncError(f"the remote {self.where} is not set up for thrift: run thrift remote init")
-            register_vector(self.conn)
-            if not api_key:
-                raise SyncError("no API key for the remote: set THRIFT_API_KEY (thrift remote key create EMAIL)")
-            self.conn.execute("SELECT set_config('thrift.api_key', %s, false)", (api_key,))
-            row = self.conn.execute("SELECT thrift_tenant()").fetchone()
-            if row is None or row[0] is None:
-                raise SyncError(f"the remote {self.where} does not know this API key (or it is revoked)")
-            self.tenant: str = row[0]
+            if remote_db.schema_version(self.conn) is None:
+                raise SyncError(f"the remote {self.where} is not set up for thrift yet: run thrift remote init")
+            remote_db.check_model(self.conn)
+            self.tenant: str = remote_db.tenant(self.conn)
             ident = self.conn.execute("SELECT current_database(), inet_server_port()").fetchone()
         except psycopg.Error as exc:
             self.conn.close()
@@ -141,7 +132,8 @@ class Remote:
             self.conn.close()
             raise
         # What the local cursor belongs to: a cursor of one remote means nothing on another.
-        self.identity = f"{urlsplit(url).hostname}:{ident[1] if ident else ''}/{ident[0] if ident else ''}#{self.tenant}"
+        database, port = ident if ident else ("", "")
+        self.identity = f"{urlsplit(url).hostname}:{port}/{database}#{self.tenant}"
 
     def close(self) -> None:
         self.conn.close()

@@ -59,7 +59,9 @@ def qhash(namespace: str, question: str) -> str:
 
 
 def entry(question: str, answer: str | None = None, namespace: str = "ns", **kw) -> CacheEntry:
-    return CacheEntry(namespace, question, qhash(namespace, question), answer or f"answer to {question}", **kw)
+    return CacheEntry(
+        namespace, question, qhash(namespace, question), answer or f"answer to {question}", **kw
+    )
 
 
 def fill(home: Path, entries: list[CacheEntry], seed: int = 0) -> None:
@@ -71,7 +73,9 @@ def fill(home: Path, entries: list[CacheEntry], seed: int = 0) -> None:
 def local_rows(home: Path) -> dict[str, tuple]:
     """question_hash -> (id, answer, hit_count, created_at in µs) of the live entries."""
     store = SQLiteStore(db_path(home))
-    rows = {e.question_hash: (e.id, e.answer, e.hit_count, round(e.created_at * 1e6)) for e in store.entries()}
+    rows = {
+        e.question_hash: (e.id, e.answer, e.hit_count, round(e.created_at * 1e6)) for e in store.entries()
+    }
     store.close()
     return rows
 
@@ -99,7 +103,10 @@ def hit(home: Path, question: str, times: int = 1, namespace: str = "ns") -> Non
     found = store.lookup(qhash(namespace, question), time.time())
     assert found is not None
     for _ in range(times):
-        store.record_hit(found, Event(namespace, "exact", 0.1, 1.0, 1, None, None, found.id, found.question_hash, time.time()))
+        store.record_hit(
+            found,
+            Event(namespace, "exact", 0.1, 1.0, 1, None, None, found.id, found.question_hash, time.time()),
+        )
     store.close()
 
 
@@ -161,7 +168,8 @@ def test_two_homes_share_entries_forgets_and_hits_through_one_remote(remote, thr
     assert dune not in local_rows(homes["a"]) and dune not in remote_rows(remote)
     with connect(remote.admin) as conn:
         tomb = conn.execute(
-            "SELECT deleted_at IS NOT NULL, embedding IS NULL, response FROM cache_entries WHERE question_hash = %s",
+            "SELECT deleted_at IS NOT NULL, embedding IS NULL, response FROM cache_entries "
+            "WHERE question_hash = %s",
             (dune,),
         ).fetchone()
     assert tomb == (True, True, "")
@@ -218,12 +226,16 @@ def test_a_second_sync_changes_nothing(remote, tmp_path):
     first = run_sync(remote, home)
     assert first.pushed == 50
     with connect(remote.admin) as conn:
-        before = conn.execute("SELECT id, changed_xid::text, hit_count FROM cache_entries ORDER BY id").fetchall()
+        before = conn.execute(
+            "SELECT id, changed_xid::text, hit_count FROM cache_entries ORDER BY id"
+        ).fetchall()
     local_before = local_rows(home)
     second = run_sync(remote, home)
     assert (second.pushed, second.forgotten, second.pulled, second.merged, second.deleted) == (0, 0, 0, 0, 0)
     with connect(remote.admin) as conn:
-        after = conn.execute("SELECT id, changed_xid::text, hit_count FROM cache_entries ORDER BY id").fetchall()
+        after = conn.execute(
+            "SELECT id, changed_xid::text, hit_count FROM cache_entries ORDER BY id"
+        ).fetchall()
     assert after == before and local_rows(home) == local_before
     assert local_before[qhash("ns", "q3")][2] == 4 == remote_rows(remote)[qhash("ns", "q3")][2]
 
@@ -289,7 +301,11 @@ def test_two_machines_converge(remote, tmp_path):
     hits = {q: 0 for q in questions}
     for n, home in enumerate(homes):
         chosen = rng.sample(questions, 25)  # overlapping: some answered on both
-        fill(home, [entry(q, f"{home.name}'s answer to {q}", created_at=t + rng.random() * 100) for q in chosen], seed=n * 100)
+        fill(
+            home,
+            [entry(q, f"{home.name}'s answer to {q}", created_at=t + rng.random() * 100) for q in chosen],
+            seed=n * 100,
+        )
         for q in rng.sample(chosen, 10):
             k = rng.randint(1, 5)
             hit(home, q, k)
@@ -300,7 +316,9 @@ def test_two_machines_converge(remote, tmp_path):
     a, b, r = local_rows(homes[0]), local_rows(homes[1]), remote_rows(remote)
     assert a == b
     assert {h: v[:3] for h, v in a.items()} == {h: v[:3] for h, v in r.items()}
-    assert {v[1].split(" to ")[-1]: v[2] for v in a.values()} == {q: k for q, k in hits.items() if qhash("ns", q) in a}
+    assert {v[1].split(" to ")[-1]: v[2] for v in a.values()} == {
+        q: k for q, k in hits.items() if qhash("ns", q) in a
+    }
     assert sum(v[2] for v in a.values()) == sum(hits.values())
     assert all(run_sync(remote, home).moved == 0 for home in homes)
 
@@ -427,7 +445,9 @@ def test_a_pull_killed_mid_way_resumes_where_it_stopped(remote, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     counts = _filled_with_hits(a, 1000)
     run_sync(remote, a)
-    killed = _sync_process(remote, b, "--pull", THRIFT_SYNC_BATCH="100", THRIFT_SYNC_FAULT="pull-after-page:4")
+    killed = _sync_process(
+        remote, b, "--pull", THRIFT_SYNC_BATCH="100", THRIFT_SYNC_FAULT="pull-after-page:4"
+    )
     assert killed.wait(60) == -signal.SIGKILL
     assert len(local_rows(b)) == 400  # four pages applied, with how far they got
     rerun = _sync_process(remote, b, "--pull", "--json", THRIFT_SYNC_BATCH="100")
@@ -463,3 +483,23 @@ def test_the_remote_killed_mid_sync_is_one_line_and_a_rerun_finishes(own_pg, tmp
 def test_sync_errors_are_sync_errors(tmp_path):
     with pytest.raises(SyncError, match="API key"):
         sync(db_path(tmp_path), "postgresql://x@127.0.0.1:1/x", None)
+
+
+# -- the local bookkeeping (sql/sqlite/0003_sync.sql) -------------------------------------
+
+
+def test_deletes_leave_tombstones_and_hits_only_count(isolated_env):
+    fill(isolated_env, [entry("one"), entry("two"), entry("three", namespace="other")])
+    store = SQLiteStore(db_path(isolated_env))
+    conn = store._conn
+    assert conn.execute("SELECT count(*) FROM entries WHERE sync_dirty = 1").fetchone() == (3,)
+    conn.execute("UPDATE entries SET sync_dirty = 0")
+    hit(isolated_env, "one", 2)
+    assert conn.execute(
+        "SELECT sync_dirty, hit_count, hits_synced FROM entries WHERE question = 'one'"
+    ).fetchone() == (0, 2, 0)
+    assert store.delete(store.lookup(qhash("ns", "one"), time.time()).id)
+    assert store.delete_namespace("other") == 1
+    tombs = conn.execute("SELECT question, namespace, id FROM sync_tombstones ORDER BY question").fetchall()
+    assert [t[:2] for t in tombs] == [("one", "ns"), ("three", "other")]
+    store.close()

@@ -220,8 +220,11 @@ class Mirror:
                 return
             rowid, lid, _, lcreated, _, _, _, dirty, _ = local
             ended = r.deleted_at if r.deleted_at is not None else r.created_at
-            if dirty and (micros(lcreated) > micros(ended) if r.deleted_at is not None else
-                          newer(lcreated, lid, r.created_at, r.id)):
+            if dirty and (
+                micros(lcreated) > micros(ended)
+                if r.deleted_at is not None
+                else newer(lcreated, lid, r.created_at, r.id)
+            ):
                 return
             self._remove(conn, rowid)
             applied.deleted += 1

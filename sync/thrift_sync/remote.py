@@ -121,7 +121,9 @@ class Remote:
         self.conn = remote_db.connect(url, api_key, timeout=CONNECT_TIMEOUT_S)
         try:
             if remote_db.schema_version(self.conn) is None:
-                raise SyncError(f"the remote {self.where} is not set up for thrift yet: run thrift remote init")
+                raise SyncError(
+                    f"the remote {self.where} is not set up for thrift yet: run thrift remote init"
+                )
             remote_db.check_model(self.conn)
             self.tenant: str = remote_db.tenant(self.conn)
             ident = self.conn.execute("SELECT current_database(), inet_server_port()").fetchone()
@@ -157,8 +159,18 @@ class Remote:
                     "namespace, question_hash, expires_at) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(
-                        ["text", "text", "text", "vector", "timestamptz", "timestamptz", "int4", "text", "text",
-                         "timestamptz"]
+                        [
+                            "text",
+                            "text",
+                            "text",
+                            "vector",
+                            "timestamptz",
+                            "timestamptz",
+                            "int4",
+                            "text",
+                            "text",
+                            "timestamptz",
+                        ]
                     )
                     import numpy as np
 
@@ -184,7 +196,8 @@ class Remote:
                     "deleted_at timestamptz) ON COMMIT DROP"
                 )
                 with cur.copy(
-                    "COPY sync_forget (id, query, namespace, question_hash, deleted_at) FROM STDIN (FORMAT BINARY)"
+                    "COPY sync_forget (id, query, namespace, question_hash, deleted_at) "
+                    "FROM STDIN (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(["text", "text", "text", "text", "timestamptz"])
                     for t in tombs:

@@ -32,6 +32,8 @@ VALUES = {
         "postgresql://thrift:pw@127.0.0.1:5432/team",
         "postgresql://thrift:pw@127.0.0.1:5432/team",
     ),
+    "remote_lookup": ("yes", "yes"),
+    "remote_timeout": ("250ms", "250ms"),
     "redis_ttl": ("7d", "7d"),
     "redis_connect_timeout": ("20ms", "20ms"),
     "redis_timeout": ("1.5", "1.5"),
@@ -194,6 +196,8 @@ BAD = [
     ("hnsw_min_entries", "9" * 19),
     ("redis_url", "http://127.0.0.1:6379"),
     ("database_url", "mysql://127.0.0.1/db"),
+    ("remote_lookup", "maybe"),
+    ("remote_timeout", "0ms"),
     ("tenant", "team:a"),
     ("api_key", "  "),
     ("api_key", os.fsdecode(b"\xff\xfe")),  # argv bytes that are not UTF-8

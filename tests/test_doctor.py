@@ -27,6 +27,7 @@ NAMES = [
     "index",
     "helper",
     "redis",
+    "remote",
 ]
 
 
@@ -90,7 +91,7 @@ def test_a_healthy_cache_passes_every_check(doctor, thrift, fake_llm, isolated_e
     assert [c["name"] for c in report.checks] == NAMES
     for name in ("config", "environment", "cache file", "sqlite-vec", "model", "index"):
         assert report.status(name) == ["ok"], report.lines
-    for name in ("onnx model", "helper", "redis"):  # nothing of them to check: not failures
+    for name in ("onnx model", "helper", "redis", "remote"):  # nothing of them to check: not failures
         assert report.status(name) == ["off"], report.lines
     db = isolated_env / "cache.db"
     assert (
@@ -642,3 +643,28 @@ def test_an_unexpected_error_in_a_check_is_a_failed_line(monkeypatch, isolated_e
         and index.detail == "could not be checked: RuntimeError: something nobody foresaw"
     )
     assert [c.name for c in checks] == NAMES  # and the report goes on
+
+
+def test_the_remote_line(doctor, thrift, pg_database, pg_server):
+    """Configured but not set up, set up without a key, with an unknown key, healthy, and
+    unreachable: the remote line says which, with its fix."""
+    import uuid
+
+    from pg_servers import connect
+    from redis_servers import closed_port
+
+    fresh = doctor()
+    assert fresh.status("remote") == ["fail"] and "thrift remote init" in fresh.line("remote")
+    assert thrift("remote", "init").code == 0
+    assert "no api_key" in doctor().line("remote")
+    key = thrift("remote", "key", "create", "ops@example.com").stdout.decode().strip()
+    role = f"client_{uuid.uuid4().hex[:8]}"
+    with connect(pg_database, autocommit=True) as conn:
+        client = pg_server.create_role(role, database=conn.info.dbname)
+        conn.execute(f'GRANT thrift_client TO "{role}"')
+    unknown = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": "sc_unknown"})
+    assert unknown.status("remote") == ["fail"] and "does not know this API key" in unknown.line("remote")
+    healthy = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": key})
+    assert healthy.status("remote") == ["ok"] and "schema 0001_initial, tenant key-" in healthy.line("remote")
+    down = doctor({"DATABASE_URL": f"postgresql://x@127.0.0.1:{closed_port()}/db", "THRIFT_API_KEY": key})
+    assert down.code == 1 and down.status("remote") == ["fail"]  # Report checks: no traceback

@@ -192,3 +192,99 @@ def test_the_rpc_finds_the_nearest_above_the_threshold_through_hnsw(remote, thri
                 )
             )
     assert "cache_entries_embedding_idx" in plan
+
+
+THRIFTLM_SCHEMA = """
+CREATE TABLE cache_entries (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    api_key TEXT NOT NULL,
+    query TEXT NOT NULL,
+    response TEXT NOT NULL,
+    embedding VECTOR(384) NOT NULL,
+    created_at TIMESTAMPTZ DEFAULT now(),
+    last_hit_at TIMESTAMPTZ,
+    hit_count INTEGER DEFAULT 0
+);
+CREATE INDEX cache_entries_embedding_idx ON cache_entries USING hnsw (embedding vector_cosine_ops);
+CREATE FUNCTION match_cache_entries(query_embedding vector(384), match_threshold float, match_count int,
+                                    p_api_key text)
+RETURNS TABLE (id uuid, response text, similarity float) LANGUAGE sql AS $$
+    SELECT id, response, 1 - (embedding <=> query_embedding) FROM cache_entries
+    WHERE api_key = p_api_key ORDER BY embedding <=> query_embedding LIMIT match_count
+$$;
+"""
+
+
+def test_a_thriftlm_database_is_adopted_in_place(pg_database, pg_server, thrift, fake_llm, tmp_path):
+    """ThriftLM's table (the schema from its PyPI description), two users' keys, a
+    duplicate question: adopted, every answer and embedding kept, keys hashed, and
+    `thrift ask --remote` with the same key serves the old answers."""
+    from thrift_cli.embed import default_embedder
+
+    questions = ["How do I learn to code quickly?", "What is a vector database?", "Why is the sky blue?"]
+    vectors = default_embedder().embed(questions)
+    with connect(pg_database, autocommit=True) as conn:
+        conn.execute(THRIFTLM_SCHEMA)
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        rows = [
+            ("user-key-alice", questions[0], "Practice every day.", vectors[0], "2026-01-01"),
+            ("user-key-alice", questions[1], "A store of embeddings.", vectors[1], "2026-01-02"),
+            ("user-key-bob", questions[0], "Bob's answer.", vectors[0], "2026-01-03"),
+            ("user-key-bob", questions[2], "Rayleigh scattering (old).", vectors[2], "2026-01-04"),
+            (
+                "user-key-bob",
+                questions[2] + " ",
+                "Rayleigh scattering.",
+                vectors[2],
+                "2026-01-05",
+            ),  # a duplicate
+        ]
+        for key, q, a, v, at in rows:
+            conn.execute(
+                "INSERT INTO cache_entries (api_key, query, response, embedding, created_at, hit_count) "
+                "VALUES (%s, %s, %s, %s, %s, 2)",
+                (key, q, a, v, at),
+            )
+        before = dict(conn.execute("SELECT id::text, embedding::text FROM cache_entries").fetchall())
+    plain = thrift("remote", "init")
+    assert plain.code == 2 and "--adopt --namespace" in plain.stderr  # never clobbered by a plain init
+    ran = thrift("remote", "init", "--adopt", "--namespace", "support", "--json")
+    assert ran.code == 0, ran.stderr
+    report = __import__("json").loads(ran.stdout)
+    assert (report["rows"], report["entries"], report["tenants"]) == (5, 4, 2)
+    with connect(pg_database) as conn:
+        after = dict(conn.execute("SELECT id::text, embedding::text FROM cache_entries").fetchall())
+        assert all(before[i] == v for i, v in after.items())  # ids and embeddings kept, byte for byte
+        assert conn.execute(
+            "SELECT count(*) FROM cache_entries WHERE api_key LIKE 'user-key-%'"
+        ).fetchone() == (0,)
+        dup = conn.execute("SELECT response, hit_count FROM cache_entries WHERE query LIKE 'Why%'").fetchall()
+        assert dup == [("Rayleigh scattering.", 4)]  # the newest answer, the hits added up
+        assert conn.execute("SELECT to_regclass('thriftlm_cache_entries')").fetchone() == (None,)
+        names = {r[0] for r in conn.execute("SELECT name FROM thrift_migrations")}
+        assert names == {"0001_initial"}
+    assert thrift("remote", "init").stdout.decode().endswith("up to date, schema 0001_initial\n")
+    # Alice's ThriftLM key is her thrift key: her old answer is served through the remote.
+    role = f"client_{uuid.uuid4().hex[:8]}"
+    with connect(pg_database, autocommit=True) as conn:
+        client = pg_server.create_role(role, database=conn.info.dbname)
+        conn.execute(f'GRANT thrift_client TO "{role}"')
+    env = {"DATABASE_URL": client, "THRIFT_API_KEY": "user-key-alice"}
+    hit = thrift(
+        "ask", "--json", "--remote", "-n", "support", questions[0], "--", *fake_llm.command(), env=env
+    )
+    assert hit.code == 0 and hit.stdout == b"Practice every day." and hit.report["source"] == "remote"
+    bob = thrift(
+        "ask",
+        "--json",
+        "--remote",
+        "-n",
+        "support",
+        questions[0],
+        "--",
+        *fake_llm.command(),
+        env={**env, "THRIFT_API_KEY": "user-key-bob", "THRIFT_HOME": str(tmp_path / "bob")},
+    )
+    assert bob.stdout == b"Bob's answer." and fake_llm.calls == []

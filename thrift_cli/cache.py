@@ -435,16 +435,19 @@ class SemanticCache:
         """After a hit: count it in the tier that served it (if not the local one), and
         write the entry back to the tiers asked before that one, under the entry's own
         key (a paraphrase's key never gets another question's answer). Tiers that search
-        need the entry's vector, which a hit does not carry: only exact tiers are filled."""
+        get it only with its own vector (the remote sends it), never the query's."""
         position = next((i for i, t in enumerate(self.tiers) if t.name == hit.source), None)
         if position is None:
             return
         source = self.tiers[position]
         if source is not self.tier:
             source.touch(hit.entry, now)
+        vector = source.vector(hit.entry)
         for tier in self.tiers[:position]:
             if not tier.semantic:
                 tier.store(hit.entry, None)
+            elif vector is not None and not tier.read_only:
+                tier.store(hit.entry, vector)  # the remote's hit into the local mirror
 
     def close(self) -> None:
         for tier in self.tiers:

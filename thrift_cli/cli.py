@@ -73,6 +73,7 @@ def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
             lookup_only=settings["lookup_only"],
             stdin=stdin,
             timeout=settings["timeout"],
+            remote=settings["remote"] or None,  # no flag: the remote_lookup setting decides
         )
     except (ThriftError, KeyboardInterrupt, SystemExit) as exc:
         failure = _failure(exc)
@@ -101,6 +102,7 @@ def _ask(
     lookup_only: bool,
     stdin: bool,
     timeout: float | None,
+    remote: bool | None = None,
 ) -> None:
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
@@ -135,11 +137,10 @@ def _ask(
         raise UsageError("the question is empty")
     path = db_path()
     local: Tier
-    shared = None  # the settings'
+    shared = configured(path.parent, remote=remote)
     if lookup_only and not path.exists():
         # A lookup creates nothing, not even THRIFT_HOME: only the shared tiers (Redis)
         # can answer, through a local tier that holds nothing.
-        shared = configured(path.parent)
         if not shared:
             nothing_cached(text, options, result)
             return
@@ -163,6 +164,7 @@ _FLAGS = {
     "--no-store": "no_store",
     "--lookup-only": "lookup_only",
     "--stdin": "stdin",
+    "--remote": "remote",
     "--json": "as_json",
     "-v": "verbose",
     "--verbose": "verbose",

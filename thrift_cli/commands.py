@@ -125,6 +125,14 @@ def ask(
         Optional[str],
         typer.Option("--timeout", help="Kill the command after this long (exit 124); 30, 2m..."),
     ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="After a local miss, ask the team's remote too (env THRIFT_REMOTE_LOOKUP; needs "
+            "database_url and api_key).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Report the lookup as one JSON line on stderr.")
     ] = False,
@@ -156,6 +164,7 @@ def ask(
             "lookup_only": lookup_only,
             "stdin": stdin,
             "timeout": timeout,
+            "remote": remote,
             "as_json": as_json,
             "verbose": verbose,
         },

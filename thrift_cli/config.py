@@ -119,6 +119,18 @@ def redis_url(value: str, what: str) -> str:
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def boolean(value: str, what: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case)."""
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise UsageError(f"{what} must be true or false, got {shown(value)}")
+
+
 def postgres_url(value: str, what: str) -> str:
     """A URL libpq opens: postgresql:// or postgres://."""
     if not re.match(r"postgres(ql)?://.", value):
@@ -242,6 +254,20 @@ SETTINGS: dict[str, Setting] = {
             "the team's remote: a Postgres URL (Supabase's connection string); unset: no remote",
             secret=True,
             aliases=("DATABASE_URL",),
+        ),
+        Setting(
+            "remote_lookup",
+            "THRIFT_REMOTE_LOOKUP",
+            boolean,
+            False,
+            "after a local miss, ask the remote too (thrift ask --remote)",
+        ),
+        Setting(
+            "remote_timeout",
+            "THRIFT_REMOTE_TIMEOUT",
+            duration,
+            0.3,
+            "how long a remote lookup may take, connecting included (300ms)",
         ),
         Setting(
             "tenant",

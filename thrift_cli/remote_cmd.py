@@ -39,13 +39,50 @@ def _url() -> str:
 
 @remote_app.command()
 def init(
+    adopt: Annotated[
+        bool, typer.Option("--adopt", help="Migrate ThriftLM's cache_entries in place (needs --namespace).")
+    ] = False,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option("--namespace", "-n", help="With --adopt: the namespace ThriftLM's entries go under."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> int:
-    """Create or upgrade the remote's schema (sql/postgres/): tables, the HNSW index, the match_cache_entries function, row-level security. Safe to run again: applied migrations are skipped."""  # noqa: E501
+    """Create or upgrade the remote's schema (sql/postgres/): tables, the HNSW index, the match_cache_entries function, row-level security. Safe to run again: applied migrations are skipped.
+
+    With --adopt --namespace NS, a database holding ThriftLM's cache_entries is migrated in place: every row keeps its id, answer and embedding; each ThriftLM api_key becomes a tenant whose key (only its hash is kept) works with thrift; then thrift sync pulls those answers.
+    """  # noqa: E501
     from thrift_cli import remote_db
 
+    if adopt and namespace is None:
+        raise UsageError("--adopt needs --namespace NS: the namespace ThriftLM's entries go under")
+    if namespace is not None and not adopt:
+        raise UsageError("--namespace goes with --adopt")
+    if namespace is not None:
+        config.namespace(namespace, "--namespace")
     url = _url()
     with remote_db.connect(url) as conn, remote_db.errors_reported(url):
+        if adopt:
+            report = remote_db.adopt(conn, namespace or "")
+            version = remote_db.schema_version(conn)
+            if as_json:
+                print(json.dumps({**report, "schema": version}))
+            else:
+                print(
+                    f"remote {remote_db.shown_url(url)}: adopted {report['rows']:,} ThriftLM rows as "
+                    f"{report['entries']:,} entries of {report['tenants']:,} tenants under namespace "
+                    f"{report['namespace']!r}; schema {version}"
+                )
+            for table in report["kept_aside"]:
+                print(
+                    f"thrift: note: ThriftLM's {table} is kept aside, unread; drop it when done",
+                    file=sys.stderr,
+                )
+            return 0
+        if remote_db.is_thriftlm(conn):
+            raise UsageError(
+                "this database holds ThriftLM's cache_entries: thrift remote init --adopt --namespace NS"
+            )
         applied = remote_db.migrate(conn)
         version = remote_db.schema_version(conn)
     if as_json:

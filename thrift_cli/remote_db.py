@@ -36,6 +36,10 @@ _LOCK_KEY = 0x7468726966  # "thrif"
 class RemoteError(ThriftError):
     """The remote cannot be reached, refuses us, or is not a thrift remote."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message  # without the URL, for a line that names it already
+
 
 def sql_dir() -> Path:
     """`sql/postgres/` of the source tree, or its copy inside an installed wheel."""
@@ -64,7 +68,9 @@ def connect(
             url, connect_timeout=max(int(timeout), 1), autocommit=True, application_name="thrift"
         )
     except psycopg.Error as exc:
-        raise RemoteError(f"cannot reach the remote at {shown_url(url)}: {_reason(exc)}") from None
+        raise RemoteError(
+            f"cannot reach the remote at {shown_url(url)}: {_reason(exc)}", _reason(exc)
+        ) from None
     try:
         if _has_vector(conn):
             from pgvector.psycopg import register_vector
@@ -142,6 +148,99 @@ def schema_version(conn: psycopg.Connection) -> str | None:
         return None
     row = conn.execute(f"SELECT max(name) FROM {MIGRATIONS_TABLE}").fetchone()
     return row[0] if row else None
+
+
+# -- ThriftLM users come over with their cache ------------------------------------------
+
+THRIFTLM_COLUMNS = {
+    "id",
+    "api_key",
+    "query",
+    "response",
+    "embedding",
+    "created_at",
+    "last_hit_at",
+    "hit_count",
+}
+
+
+def is_thriftlm(conn: psycopg.Connection) -> bool:
+    """Whether `cache_entries` is ThriftLM's table (its columns, none of thrift's)."""
+    columns = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'cache_entries'"
+        )
+    }
+    return columns >= THRIFTLM_COLUMNS and "question_hash" not in columns
+
+
+def adopt(conn: psycopg.Connection, namespace: str) -> dict[str, Any]:
+    """Turn ThriftLM's `cache_entries` into thrift's, in one transaction: every row keeps
+    its id, answer, embedding, times and hit count, under `namespace`; each `api_key` (a
+    plain key in ThriftLM) becomes a tenant, and only its hash is kept, in `api_keys`, so
+    the same key works with thrift. Rows that are the same question for one key (ThriftLM
+    has no unique key) become one entry: the newest answer, their hits added up."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            if not is_thriftlm(conn):
+                raise RemoteError(
+                    "cache_entries is not ThriftLM's table (or was adopted already); nothing done"
+                )
+            conn.execute("ALTER TABLE cache_entries RENAME TO thriftlm_cache_entries")
+            conn.execute("ALTER INDEX IF EXISTS cache_entries_embedding_idx RENAME TO thriftlm_embedding_idx")
+            for (signature,) in conn.execute(
+                "SELECT oid::regprocedure::text FROM pg_proc WHERE proname = 'match_cache_entries'"
+            ).fetchall():
+                conn.execute(f"DROP FUNCTION {signature}")  # ThriftLM's; ours replaces it
+            moved_keys = conn.execute("SELECT to_regclass('api_keys') IS NOT NULL").fetchone() == (True,)
+            if moved_keys:  # ThriftLM's own key table: kept aside, never read
+                conn.execute("ALTER TABLE api_keys RENAME TO thriftlm_api_keys")
+            migrate(conn)
+            rows = conn.execute("SELECT id, api_key, query FROM thriftlm_cache_entries").fetchall()
+            conn.execute(
+                "CREATE TEMP TABLE adopted (id uuid PRIMARY KEY, tenant text, question_hash text) "
+                "ON COMMIT DROP"
+            )
+            plain_keys = {key for _, key, _ in rows}
+            with conn.cursor().copy("COPY adopted (id, tenant, question_hash) FROM STDIN") as copy:
+                for entry_id, key, query in rows:
+                    copy.write_row((entry_id, tenant_of_key(key), keys.exact_key(namespace, query.strip())))
+            for key in plain_keys:
+                conn.execute(
+                    "INSERT INTO api_keys (key_hash, tenant, email) VALUES (%s, %s, 'adopted from ThriftLM') "
+                    "ON CONFLICT (key_hash) DO NOTHING",
+                    (key_hash(key), tenant_of_key(key)),
+                )
+            entries = conn.execute(
+                """
+                INSERT INTO cache_entries (id, api_key, query, response, embedding, created_at,
+                                           last_hit_at, hit_count, namespace, question_hash)
+                SELECT DISTINCT ON (a.tenant, a.question_hash)
+                       o.id, a.tenant, o.query, o.response, o.embedding, coalesce(o.created_at, now()),
+                       max(o.last_hit_at) OVER same, (sum(coalesce(o.hit_count, 0)) OVER same)::integer,
+                       %s, a.question_hash
+                FROM thriftlm_cache_entries o JOIN adopted a USING (id)
+                WINDOW same AS (PARTITION BY a.tenant, a.question_hash)
+                ORDER BY a.tenant, a.question_hash, o.created_at DESC NULLS LAST, o.id
+                """,
+                (namespace,),
+            ).rowcount
+            # The old table holds every key in plain text: it goes, now that its rows are in.
+            conn.execute("DROP TABLE thriftlm_cache_entries")
+    except psycopg.Error as exc:
+        raise RemoteError(f"cannot adopt ThriftLM's table: {_reason(exc)}") from None
+    return {
+        "rows": len(rows),
+        "entries": entries,
+        "tenants": len({tenant_of_key(k) for k in plain_keys}),
+        "namespace": namespace,
+        "kept_aside": ["thriftlm_api_keys"] if moved_keys else [],
+    }
 
 
 # -- keys ----------------------------------------------------------------------------

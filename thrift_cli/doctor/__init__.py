@@ -64,7 +64,7 @@ Step = Callable[[Context], Iterator[Check]]
 
 def run(home: Path | None = None) -> list[Check]:
     """Every check, in the order of the report, on `home` (default: THRIFT_HOME)."""
-    from thrift_cli.doctor import cache, model, services, settings
+    from thrift_cli.doctor import cache, model, remote, services, settings
 
     home_error = None
     if home is None:
@@ -85,6 +85,7 @@ def run(home: Path | None = None) -> list[Check]:
         ("index", model.check_indexes),
         ("helper", services.check_helper),
         ("redis", services.check_redis),
+        ("remote", remote.check_remote),
     ]
     try:
         return [check for name, step in steps for check in _guarded(name, step, context)]

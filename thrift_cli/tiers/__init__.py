@@ -22,25 +22,39 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'thrift_cli.tiers' has no attribute {name!r}")
 
 
-def configured(home: Path | None = None) -> list[Tier]:
-    """The shared tiers the settings ask for (flag-less: environment > config file):
-    Redis when `REDIS_URL` / `redis_url` is set. Its module is imported only then."""
+def configured(home: Path | None = None, *, remote: bool | None = None) -> list[Tier]:
+    """The shared tiers the settings ask for (environment > config file): Redis when
+    `REDIS_URL` / `redis_url` is set; the remote when `remote_lookup` is true (or
+    `remote`, `thrift ask --remote`, says so) and `database_url` and `api_key` are set.
+    Their modules are imported only then."""
     from thrift_cli import config
 
+    shared: list[Tier] = []
     url = config.value("redis_url", home=home)
-    if url is None:
-        return []
-    from thrift_cli.tiers.redis import RedisTier
+    if url is not None:
+        from thrift_cli.tiers.redis import RedisTier
 
-    return [
-        RedisTier(
-            url,
-            tenant=tenant(home),
-            ttl=config.value("redis_ttl", home=home),
-            connect_timeout=config.value("redis_connect_timeout", home=home),
-            timeout=config.value("redis_timeout", home=home),
+        shared.append(
+            RedisTier(
+                url,
+                tenant=tenant(home),
+                ttl=config.value("redis_ttl", home=home),
+                connect_timeout=config.value("redis_connect_timeout", home=home),
+                timeout=config.value("redis_timeout", home=home),
+            )
         )
-    ]
+    if remote if remote is not None else config.value("remote_lookup", home=home):
+        database, api_key = config.value("database_url", home=home), config.value("api_key", home=home)
+        if database is None or api_key is None:
+            from thrift_cli.errors import UsageError
+
+            raise UsageError(
+                "a remote lookup needs database_url (SUPABASE_DB_URL) and api_key (THRIFT_API_KEY)"
+            )
+        from thrift_cli.tiers.remote import RemoteTier
+
+        shared.append(RemoteTier(database, api_key, timeout=config.value("remote_timeout", home=home)))
+    return shared
 
 
 def tenant(home: Path | None = None) -> str:

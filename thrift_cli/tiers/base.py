@@ -75,6 +75,11 @@ class Tier(ABC):
         embed it itself; None: the caller embeds it and calls `store`."""
         return None
 
+    def vector(self, entry: CacheEntry) -> np.ndarray | None:
+        """The embedding of an entry this tier returned, if it has it at hand (the remote
+        sends it with each match), for writing a hit back into the semantic tiers."""
+        return None
+
     def touch(self, entry: CacheEntry, now: float) -> None:
         """Count a hit on an entry."""
 

@@ -1,0 +1,70 @@
+"""Doctor's check of the team's remote, when configured: reachable, set up by this
+thrift (schema, embedding model), and the key known (its tenant and rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from thrift_cli import config
+from thrift_cli.doctor import FAIL, OFF, OK, Check, Context
+from thrift_cli.errors import UsageError
+
+
+def check_remote(context: Context) -> Iterator[Check]:
+    from thrift_cli import remote_db
+
+    settings = context.settings
+    try:
+        url, source = settings.value("database_url")
+        api_key = settings.value("api_key")[0]
+    except UsageError as exc:
+        yield Check("remote", FAIL, f"cannot tell: {exc}", "see the environment line")
+        return
+    if url is None:
+        yield Check("remote", OFF, "not configured (set SUPABASE_DB_URL, DATABASE_URL or database_url)")
+        return
+    shown = config.masked("database_url", url)
+    unset = (
+        f"unset {source}"
+        if source in ("SUPABASE_DB_URL", "DATABASE_URL")
+        else "thrift config unset database_url"
+    )
+    try:
+        conn = remote_db.connect(url, api_key)
+    except remote_db.RemoteError as exc:
+        yield Check(
+            "remote", FAIL, f"{shown}: {exc.reason}", f"check the URL and that the server is up, or {unset}"
+        )
+        return
+    try:
+        with remote_db.errors_reported(url):
+            version = remote_db.schema_version(conn)
+            if version is None:
+                yield Check("remote", FAIL, f"{shown}: not a thrift remote yet", "thrift remote init")
+                return
+            try:
+                remote_db.check_model(conn)
+            except remote_db.RemoteError as exc:
+                yield Check("remote", FAIL, f"{shown}: {exc}", "point database_url at a remote of this model")
+                return
+            if api_key is None:
+                yield Check(
+                    "remote", FAIL, f"{shown}: schema {version}, but no api_key", "set THRIFT_API_KEY"
+                )
+                return
+            report = remote_db.status(conn)
+    except remote_db.RemoteError as exc:
+        yield Check(
+            "remote",
+            FAIL,
+            f"{shown}: {exc.reason}",
+            "thrift remote key create EMAIL, then set THRIFT_API_KEY",
+        )
+        return
+    finally:
+        conn.close()
+    detail = (
+        f"{shown}: schema {report['schema']}, tenant {report['tenant']}, {report['entries']:,} entries, "
+        f"round trip {report['rtt_ms']:.1f} ms"
+    )
+    yield Check("remote", OK, detail)

@@ -1,0 +1,181 @@
+"""The remote tier: the team's Postgres (Supabase) asked after a local miss, opt-in.
+
+With `thrift ask --remote` or `remote_lookup = true`, a question the local tiers cannot
+answer is looked up in the remote's `cache_entries`: by exact key, then through the HNSW
+index (`match_cache_entries`), as the caller's tenant (row-level security). The guards
+apply to a remote candidate as to a local one. A remote hit carries its embedding, so the
+engine writes it into the local mirror (and Redis): the next ask of it is local.
+
+Each call is bounded by `remote_timeout` (300 ms), connecting included: it runs on a
+worker thread, and a call that has not answered in time is abandoned. Down, slow or
+refusing, the tier prints one warning and misses; the local answer path is unchanged.
+A miss's answer is not written here: `thrift sync` pushes it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from thrift_cli.models import CacheEntry, Candidate
+from thrift_cli.tiers.base import Tier
+
+if TYPE_CHECKING:
+    import numpy as np
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 0.3
+RETRY_AFTER_S = 30.0
+_COLUMNS = (
+    "id, namespace, query, question_hash, response, created_at, last_hit_at, hit_count, expires_at, embedding"
+)
+
+
+def print_warning(message: str) -> None:
+    print(f"thrift: warning: {message}", file=sys.stderr)
+
+
+class RemoteTier(Tier):
+    name = "remote"
+    order = 2  # after the local tiers: the slowest, and the local mirror holds most of it
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        warn: Callable[[str], None] = print_warning,
+    ) -> None:
+        self.url, self._api_key, self.timeout = url, api_key, timeout
+        self._warn = warn
+        self._warned = False
+        self._down_until = 0.0
+        self._conn: Any = None
+        self._vectors: dict[str, np.ndarray] = {}  # of the entries returned, for write-back
+        self.last_error: str | None = None
+
+    # -- Tier ---------------------------------------------------------------------------
+
+    def lookup(self, question_hash: str, now: float) -> CacheEntry | None:
+        rows = self._bounded(
+            "look up an answer",
+            lambda conn: conn.execute(
+                f"SELECT {_COLUMNS} FROM cache_entries WHERE question_hash = %s AND deleted_at IS NULL "
+                "AND (expires_at IS NULL OR expires_at > now())",
+                (question_hash,),
+            ).fetchall(),
+        )
+        return self._entry(rows[0]) if rows else None
+
+    def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        rows = self._bounded(
+            "search",
+            lambda conn: conn.execute(
+                "SELECT m.id, m.namespace, m.query, m.question_hash, m.response, m.created_at, "
+                "NULL, 0, m.expires_at, m.embedding, m.similarity "
+                "FROM match_cache_entries(%s, 0.0, %s, %s) m",
+                (vector, k, namespace),
+            ).fetchall(),
+        )
+        return [Candidate(self._entry(row[:10]), float(row[10])) for row in rows or []]
+
+    def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
+        return entry  # pushed by `thrift sync`, with its conflict rules
+
+    def vector(self, entry: CacheEntry) -> np.ndarray | None:
+        return self._vectors.get(entry.id)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    # -- calls bounded in time -------------------------------------------------------------
+
+    def _bounded(self, doing: str, call: Callable[[Any], T]) -> T | None:
+        """`call(connection)` on a worker thread, given `timeout` to finish, connecting
+        included; None (and one warning) if it fails or does not finish in time."""
+        if time.monotonic() < self._down_until:
+            return None
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                outcome["value"] = call(self._conn)
+            except Exception as exc:  # psycopg's errors, a refused key: reported below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="thrift-remote", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            self._conn = None  # left to the abandoned thread; a later call starts afresh
+            self._failed(doing, f"no answer within {self.timeout * 1000:.0f} ms")
+            return None
+        if "error" in outcome:
+            self.close()
+            self._failed(doing, _reason(outcome["error"]))
+            return None
+        return outcome["value"]  # type: ignore[no-any-return]
+
+    def _connect(self) -> Any:
+        from thrift_cli import remote_db
+
+        conn = remote_db.connect(self.url, self._api_key, timeout=max(self.timeout, 1.0))
+        # The server gives up too, so an abandoned query does not run on.
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(self.timeout * 1000)}ms",))
+        remote_db.tenant(conn)  # an unknown or revoked key: one warning, not silence
+        return conn
+
+    def _entry(self, row: tuple[Any, ...]) -> CacheEntry:
+        entry = CacheEntry(
+            id=str(row[0]),
+            namespace=row[1],
+            question=row[2],
+            question_hash=row[3],
+            answer=row[4],
+            created_at=_seconds(row[5]),
+            last_hit_at=None if row[6] is None else _seconds(row[6]),
+            hit_count=int(row[7] or 0),
+            expires_at=None if row[8] is None else _seconds(row[8]),
+        )
+        if row[9] is not None:
+            import numpy as np
+
+            embedding = row[9]
+            self._vectors[entry.id] = np.asarray(
+                embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding, dtype=np.float32
+            )
+        return entry
+
+    def _failed(self, doing: str, reason: str) -> None:
+        from thrift_cli.remote_db import shown_url
+
+        self.last_error = reason
+        self._down_until = time.monotonic() + RETRY_AFTER_S
+        if not self._warned:
+            self._warned = True
+            self._warn(
+                f"the remote at {shown_url(self.url)}: cannot {doing}: {reason}; using the local cache only"
+            )
+
+
+def _seconds(value: datetime | float) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(getattr(exc, "reason", None), str):
+        return str(exc.reason)  # type: ignore[attr-defined]
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

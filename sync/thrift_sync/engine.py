@@ -6,9 +6,11 @@ that spans both sides leaves a record first:
 - a push batch is one remote transaction. Before it commits, the mirror records the
   batch (its rowids and hit deltas) with the remote transaction's id; after, the batch's
   rows are marked synced and the record dropped, in one local transaction. A sync killed
-  in between finds the record and asks the remote what became of that transaction
-  (`pg_xact_status`): committed, it finishes the batch; aborted, it drops the record and
-  the rows go again. So a hit delta is added to the remote exactly once. Entries and
+  in between finds the record, waits while that transaction is still open on the remote
+  (`pg_xact_status`: its COMMIT may be in flight), then looks the batch's id up in the
+  remote's push ledger (sync_pushes, written in the batch's transaction): there, it
+  finishes the batch; absent, it drops the record and the rows go again. So a hit delta
+  is added to the remote exactly once. Entries and
   tombstones are upserts, idempotent by themselves.
 - a pull page is read from the remote, then applied with the position it reached in one
   local transaction; the pull's target snapshot is recorded before the first page, so a
@@ -22,6 +24,7 @@ import fcntl
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -174,19 +177,20 @@ def _resolve_pending(mirror: Mirror, remote: Remote, result: SyncResult) -> None
         mirror.drop_pending()  # another remote's transaction: its rows go again, here
         return
     deadline = time.monotonic() + PENDING_WAIT_S
-    while (status := remote.outcome(pending["xid"])) == "in progress":
+    while remote.running(pending["xid"]):
         if time.monotonic() > deadline:
             raise SyncError(
                 f"a push of an interrupted sync (transaction {pending['xid']}) is still open on the "
                 f"remote {remote.where}; run thrift sync again in a minute"
             )
         time.sleep(0.05)
-    if status == "committed":
+    if remote.pushed(pending["batch_id"]):
         mirror.finish_push(pending)
-        result.resumed.append(f"push batch {pending['xid']} (committed)")
+        remote.forget_batch(pending["batch_id"])
+        result.resumed.append(f"push batch {pending['batch_id']} (committed)")
     else:
         mirror.drop_pending()
-        result.resumed.append(f"push batch {pending['xid']} ({status or 'unknown'}: sent again)")
+        result.resumed.append(f"push batch {pending['batch_id']} (not committed: sent again)")
 
 
 def _push(mirror: Mirror, remote: Remote, batch: int, result: SyncResult, progress: Progress | None) -> None:
@@ -201,15 +205,18 @@ def _push(mirror: Mirror, remote: Remote, batch: int, result: SyncResult, progre
         if not rows and not gone:
             return
 
-        def record(xid: str, rows: list = rows, gone: list = gone) -> None:  # type: ignore[type-arg]
-            mirror.record_pending(remote.identity, xid, rows, gone)
+        batch_id = str(uuid.uuid4())
+
+        def record(xid: str, rows: list = rows, gone: list = gone, batch_id: str = batch_id) -> None:  # type: ignore[type-arg]
+            mirror.record_pending(remote.identity, batch_id, xid, rows, gone)
             _fault("push-before-commit")
 
-        remote.push(rows, gone, record)
+        remote.push(batch_id, rows, gone, record)
         _fault("push-after-commit")
         pending = mirror.pending()
         assert pending is not None
         mirror.finish_push(pending)
+        remote.forget_batch(batch_id)
         result.pushed += len(rows)
         result.forgotten += len(gone)
         if rows:

@@ -159,12 +159,15 @@ class Mirror:
         ).fetchall()
         return [Tombstone(*row) for row in rows]
 
-    def record_pending(self, remote: str, xid: str, rows: list[LocalRow], tombs: list[Tombstone]) -> None:
-        """Before the remote commits a push batch: what it holds and the remote transaction
-        that carries it, so a sync killed before it learns the outcome can ask the remote
-        (`pg_xact_status`) and then finish the batch or drop it, never counting twice."""
+    def record_pending(
+        self, remote: str, batch_id: str, xid: str, rows: list[LocalRow], tombs: list[Tombstone]
+    ) -> None:
+        """Before the remote commits a push batch: what it holds, its id in the remote's
+        push ledger and the transaction carrying it, so a sync killed before it learns the
+        outcome can ask the remote, then finish the batch or drop it, never counting twice."""
         pending = {
             "remote": remote,
+            "batch_id": batch_id,
             "xid": xid,
             "rows": [[r.rowid, r.hit_delta] for r in rows],
             "tombstones": [[t.question_hash, t.deleted_at] for t in tombs],

@@ -124,6 +124,8 @@ class Remote:
                 raise SyncError(
                     f"the remote {self.where} is not set up for thrift yet: run thrift remote init"
                 )
+            if self.conn.execute("SELECT to_regclass('sync_pushes')").fetchone() == (None,):
+                raise SyncError(f"the remote {self.where} has an older thrift schema: run thrift remote init")
             remote_db.check_model(self.conn)
             self.tenant: str = remote_db.tenant(self.conn)
             ident = self.conn.execute("SELECT current_database(), inet_server_port()").fetchone()
@@ -143,11 +145,19 @@ class Remote:
     # -- push ----------------------------------------------------------------------------
 
     def push(
-        self, rows: list[LocalRow], tombs: list[Tombstone], before_commit: Callable[[str], None]
+        self,
+        batch_id: str,
+        rows: list[LocalRow],
+        tombs: list[Tombstone],
+        before_commit: Callable[[str], None],
     ) -> None:
-        """Write one batch in one transaction. `before_commit(xid)` runs once the batch is
-        written and before it commits: the caller records the transaction's id locally."""
+        """Write one batch in one transaction, with its id in the push ledger
+        (sync_pushes). `before_commit(xid)` runs once the batch is written and before it
+        commits: the caller records the batch locally."""
         with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO sync_pushes (api_key, batch_id) VALUES (%s, %s)", (self.tenant, batch_id)
+            )
             if rows:
                 cur.execute(
                     "CREATE TEMP TABLE sync_push (id text, query text, response text, embedding vector(384), "
@@ -207,10 +217,26 @@ class Remote:
             assert xid is not None
             before_commit(str(xid[0]))
 
-    def outcome(self, xid: str) -> str | None:
-        """'committed', 'aborted', 'in progress', or None (too old, or never this server's)."""
-        row = self.conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
-        return None if row is None else row[0]
+    def running(self, xid: str) -> bool:
+        """Whether the transaction `xid` is still open: a killed sync's COMMIT may still be on
+        its way. An id the server does not know (too old, or handed out again after a crash)
+        is not running: a crash ends every transaction."""
+        import psycopg
+
+        try:
+            row = self.conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        except psycopg.errors.DatabaseError:
+            return False
+        return row is not None and row[0] == "in progress"
+
+    def pushed(self, batch_id: str) -> bool:
+        """Whether the batch `batch_id` committed (its row in the push ledger)."""
+        row = self.conn.execute("SELECT 1 FROM sync_pushes WHERE batch_id = %s", (batch_id,)).fetchone()
+        return row is not None
+
+    def forget_batch(self, batch_id: str) -> None:
+        """The ledger row of a batch the mirror has finished: no longer needed."""
+        self.conn.execute("DELETE FROM sync_pushes WHERE batch_id = %s", (batch_id,))
 
     # -- pull ----------------------------------------------------------------------------
 

@@ -507,22 +507,38 @@ def test_deletes_leave_tombstones_and_hits_only_count(isolated_env):
 
 @pytest.mark.slow
 def test_twenty_random_kills_of_a_10k_push_and_of_its_pull(remote, tmp_path):
-    """The issue's figure: 20 SIGKILLs at random points of a 10k-entry push, then of a pull
-    of it on another home; each time rerun, nothing lost, nothing twice, hits exact."""
-    a, b = tmp_path / "a", tmp_path / "b"
+    """The issue's figure: 20 SIGKILLs at random points of a 10k-entry push (each rerun goes
+    on from where the last was killed), then 20 of a pull of it, each into a fresh home and
+    rerun there; every time, nothing lost, nothing twice, hits exact."""
+    a = tmp_path / "a"
     counts = _filled_with_hits(a, 10_000)
     rng = random.Random(20)
-    for home, args in ((a, "--push"), (b, "--pull")):
-        kills = 0
-        for _ in range(20):
-            proc = _sync_process(remote, home, args, THRIFT_SYNC_BATCH="250")
-            time.sleep(rng.uniform(0.3, 1.5))
-            if proc.poll() is None:
-                proc.kill()
-                kills += 1
-            proc.wait()
-        assert kills >= 3, f"{args}: the syncs finished before any kill"
-        rerun = _sync_process(remote, home, args, THRIFT_SYNC_BATCH="250")
-        assert rerun.wait(120) == 0, rerun.stderr.read()
+    kills = 0
+    for _ in range(20):
+        proc = _sync_process(remote, a, "--push", THRIFT_SYNC_BATCH="250")
+        time.sleep(rng.uniform(0.3, 1.5))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+    assert kills >= 3, "the pushes finished before any kill"
+    rerun = _sync_process(remote, a, "--push", THRIFT_SYNC_BATCH="250")
+    assert rerun.wait(120) == 0, rerun.stderr.read()
     _assert_exact(remote, a, counts)
-    assert {h: v[2] for h, v in local_rows(b).items()} == counts
+
+    started = time.monotonic()
+    assert _sync_process(remote, tmp_path / "whole", "--pull", THRIFT_SYNC_BATCH="250").wait(120) == 0
+    whole = time.monotonic() - started
+    kills = 0
+    for i in range(20):
+        b = tmp_path / f"b{i}"
+        proc = _sync_process(remote, b, "--pull", THRIFT_SYNC_BATCH="250")
+        time.sleep(rng.uniform(0.2, whole))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+        rerun = _sync_process(remote, b, "--pull", THRIFT_SYNC_BATCH="250")
+        assert rerun.wait(120) == 0, rerun.stderr.read()
+        assert {h: v[2] for h, v in local_rows(b).items()} == counts
+    assert kills >= 10, f"only {kills} of 20 pulls were killed before they finished"

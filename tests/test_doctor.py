@@ -95,7 +95,7 @@ def test_a_healthy_cache_passes_every_check(doctor, thrift, fake_llm, isolated_e
         assert report.status(name) == ["off"], report.lines
     db = isolated_env / "cache.db"
     assert (
-        report.check("cache file")["detail"] == f"{db}: schema 0002, 1 entry in 1 namespace, quick_check ok"
+        report.check("cache file")["detail"] == f"{db}: schema 0003, 1 entry in 1 namespace, quick_check ok"
     )
     assert "the cache's vectors are its own (1 checked)" in report.check("model")["detail"]
     assert report.check("redis")["detail"].startswith("not configured")
@@ -164,13 +164,16 @@ def test_a_sqlite_file_that_is_not_a_thrift_cache_fails(doctor, isolated_env):
 def test_an_older_schema_is_upgraded_and_a_newer_one_fails(doctor, thrift, fake_llm, isolated_env):
     assert thrift("ask", "What is semantic caching?", "--", *fake_llm.command()).code == 0
     with sqlite3.connect(isolated_env / "cache.db") as conn:
-        conn.execute("DELETE FROM _migrations WHERE name = '0002_event_source'")
+        conn.execute("DELETE FROM _migrations WHERE name IN ('0002_event_source', '0003_sync')")
     conn.close()
     report = doctor()
     assert report.code == 0
-    assert "schema 0001 (the next thrift ask upgrades it to 0002)" in report.line("cache file")
+    assert "schema 0001 (the next thrift ask upgrades it to 0003)" in report.line("cache file")
     with sqlite3.connect(isolated_env / "cache.db") as conn:
-        conn.execute("INSERT INTO _migrations VALUES ('0002_event_source', 0), ('0099_from_the_future', 0)")
+        conn.execute(
+            "INSERT INTO _migrations VALUES ('0002_event_source', 0), ('0003_sync', 0), "
+            "('0099_from_the_future', 0)"
+        )
     conn.close()
     report = doctor()
     assert report.code == 1
@@ -186,7 +189,16 @@ def test_a_damaged_page_fails_quick_check(doctor, thrift, fake_llm, isolated_env
     db = isolated_env / "cache.db"
     data = bytearray(db.read_bytes())
     page = 4096
+    # The schema's own pages are spared (wrecking them is "not a database", not a failed
+    # quick_check): sqlite_master spills past page 1 since 0003_sync.
+    with sqlite3.connect(db) as conn:
+        schema = {
+            row[0] - 1 for row in conn.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'")
+        }
+    conn.close()
     for start in range(3 * page, len(data) - page, 5 * page):  # wreck some pages past the schema
+        if start // page in schema:
+            continue
         data[start + 8 : start + 200] = b"\xff" * 192
     db.write_bytes(bytes(data))
     before = tree(isolated_env)
@@ -653,6 +665,6 @@ def test_the_remote_line(doctor, thrift, pg_database, pg_server):
     unknown = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": "sc_unknown"})
     assert unknown.status("remote") == ["fail"] and "does not know this API key" in unknown.line("remote")
     healthy = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": key})
-    assert healthy.status("remote") == ["ok"] and "schema 0001_initial, tenant key-" in healthy.line("remote")
+    assert healthy.status("remote") == ["ok"] and "schema 0002_sync, tenant key-" in healthy.line("remote")
     down = doctor({"DATABASE_URL": f"postgresql://x@127.0.0.1:{closed_port()}/db", "THRIFT_API_KEY": key})
     assert down.code == 1 and down.status("remote") == ["fail"]  # Report checks: no traceback

@@ -47,11 +47,14 @@ def new_key(thrift, email="dev@example.com", *extra):
 def test_init_applies_the_schema_once_and_records_it(pg_database, thrift):
     first = thrift("remote", "init", "--json")
     assert first.code == 0, first.stderr
-    assert __import__("json").loads(first.stdout)["applied"] == ["0001_initial"]
+    assert __import__("json").loads(first.stdout)["applied"] == ["0001_initial", "0002_sync"]
     again = thrift("remote", "init")
-    assert again.code == 0 and "up to date, schema 0001_initial" in again.stdout.decode()
+    assert again.code == 0 and "up to date, schema 0002_sync" in again.stdout.decode()
     with connect(pg_database) as conn:
-        assert conn.execute("SELECT name FROM thrift_migrations").fetchall() == [("0001_initial",)]
+        assert conn.execute("SELECT name FROM thrift_migrations").fetchall() == [
+            ("0001_initial",),
+            ("0002_sync",),
+        ]
         forced = conn.execute(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
             "WHERE relname IN ('cache_entries', 'api_keys') ORDER BY relname"
@@ -79,7 +82,7 @@ def test_status_reports_the_tenant_counts_and_round_trip(remote, thrift):
     assert ran.code == 0, ran.stderr
     report = __import__("json").loads(ran.stdout)
     assert (report["schema"], report["tenant"], report["entries"]) == (
-        "0001_initial",
+        "0002_sync",
         remote_db.tenant_of_key(key),
         0,
     )
@@ -264,8 +267,8 @@ def test_a_thriftlm_database_is_adopted_in_place(pg_database, pg_server, thrift,
         assert dup == [("Rayleigh scattering.", 4)]  # the newest answer, the hits added up
         assert conn.execute("SELECT to_regclass('thriftlm_cache_entries')").fetchone() == (None,)
         names = {r[0] for r in conn.execute("SELECT name FROM thrift_migrations")}
-        assert names == {"0001_initial"}
-    assert thrift("remote", "init").stdout.decode().endswith("up to date, schema 0001_initial\n")
+        assert names == {"0001_initial", "0002_sync"}
+    assert thrift("remote", "init").stdout.decode().endswith("up to date, schema 0002_sync\n")
     # Alice's ThriftLM key is her thrift key: her old answer is served through the remote.
     role = f"client_{uuid.uuid4().hex[:8]}"
     with connect(pg_database, autocommit=True) as conn:

@@ -27,7 +27,8 @@ def test_wheel_installs_and_answers_from_elsewhere(tmp_path, fake_llm):
     names = zipfile.ZipFile(wheel).namelist()
     assert "thrift_cli/_sql/sqlite/0001_initial.sql" in names
     assert "thrift_cli/_sql/postgres/0001_initial.sql" in names  # the remote schema, for thrift remote init
-    assert not any(n.startswith("tests/") for n in names)
+    assert "thrift_sync/engine.py" in names  # sync/thrift_sync installs as the package thrift_sync
+    assert not any(n.startswith(("tests/", "sync/")) for n in names)
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     assert "thrift = thrift_cli.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -56,14 +57,14 @@ def test_wheel_installs_and_answers_from_elsewhere(tmp_path, fake_llm):
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(
-        [py, "-c", "import thrift_cli; print(thrift_cli.__file__)"],
+        [py, "-c", "import thrift_cli, thrift_sync; print(thrift_cli.__file__, thrift_sync.__file__)"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
         check=True,
         env=env,
     ).stdout
-    assert where.startswith(str(target)), where
+    assert where.startswith(str(target)) and f" {target}/thrift_sync/" in where, where
 
     def ask(question: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(

@@ -421,3 +421,21 @@ def forget(
         as_json=as_json,
     )
     return run(ctx.obj, options, confirm=lambda prompt: typer.confirm(prompt, default=False, err=True))
+
+
+@app.command(cls=_Command)
+def sync(
+    push: Annotated[bool, typer.Option("--push", help="Only push local changes to the remote.")] = False,
+    pull: Annotated[bool, typer.Option("--pull", help="Only pull the remote's changes.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> int:
+    """Two-way sync of the local cache with the team's remote (Postgres: DATABASE_URL).
+
+    Example: thrift sync
+
+    Pushes the entries, forgets and hit counts made here since the last sync, then pulls those made elsewhere (with their vectors: nothing is embedded again). Resumable: a sync interrupted at any point and run again ends as one never interrupted. Exit codes: 0 synced; 1 the remote cannot be reached or refused (nothing local changes); 2 no remote configured.
+    """  # noqa: E501
+    from thrift_sync.command import run
+
+    return run(push_only=push, pull_only=pull, dry_run=dry_run, as_json=as_json)

@@ -378,6 +378,7 @@ class SQLiteStore(Tier):
             row = conn.execute("SELECT rowid FROM entries WHERE id = ?", (entry_id,)).fetchone()
             if row is None:
                 return False
+            self._leave_tombstones(conn, "rowid = ?", (row[0],))
             conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (row[0],))
             conn.execute("DELETE FROM entries WHERE rowid = ?", (row[0],))
         self._fresh.clear()
@@ -391,6 +392,7 @@ class SQLiteStore(Tier):
         removed after (best effort: a file left behind is named by no store, and a
         rebuild removes it)."""
         with self._lock, self._write() as conn:
+            self._leave_tombstones(conn, "namespace = ?", (namespace,))
             conn.execute(
                 "DELETE FROM entry_vectors WHERE rowid IN (SELECT rowid FROM entries WHERE namespace = ?)",
                 (namespace,),
@@ -406,6 +408,17 @@ class SQLiteStore(Tier):
             except OSError:
                 pass
         return removed
+
+    @staticmethod
+    def _leave_tombstones(conn: Any, where: str, params: tuple[Any, ...]) -> None:
+        """Record the entries about to be deleted (`where` over `entries`) as forgotten, in
+        the deleting transaction, so the next `thrift sync` deletes them on the remote and
+        so on every mirror (sql/sqlite/0003_sync.sql)."""
+        conn.execute(
+            "INSERT OR REPLACE INTO sync_tombstones (question_hash, id, namespace, question, deleted_at) "
+            f"SELECT question_hash, id, namespace, question, ? FROM entries WHERE {where}",
+            (time.time(), *params),
+        )
 
     def touch(self, entry: CacheEntry, now: float) -> None:
         with self._write() as conn:

@@ -542,3 +542,35 @@ def test_twenty_random_kills_of_a_10k_push_and_of_its_pull(remote, tmp_path):
         assert rerun.wait(120) == 0, rerun.stderr.read()
         assert {h: v[2] for h, v in local_rows(b).items()} == counts
     assert kills >= 10, f"only {kills} of 20 pulls were killed before they finished"
+
+
+def test_a_remote_hit_mirrored_by_ask_is_counted_once(remote, tmp_path):
+    """`thrift ask --remote` writes a remote hit into the local file; the next sync must
+    add that one hit to the remote's count, neither the copied count again nor the entry
+    back as a local write."""
+    from thrift_cli import SemanticCache, keys
+    from thrift_cli.embed import HashEmbedder
+    from thrift_cli.models import Event
+    from thrift_cli.tiers.remote import RemoteTier
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    question = "What is a vector database?"
+    made = CacheEntry("ns", question, keys.exact_key("ns", question), "A store of embeddings.")
+    fill(a, [made])
+    store = SQLiteStore(db_path(a))
+    for _ in range(2):
+        store.record_hit(
+            made, Event("ns", "exact", 0.1, 1.0, 1, entry_id=made.id, question_hash=made.question_hash)
+        )
+    store.close()
+    run_sync(remote, a)
+    assert remote_rows(remote)[made.question_hash][2] == 2
+    tier = RemoteTier(remote.client, remote.keys["team"], timeout=5.0)
+    with SemanticCache(namespace="ns", home=b, shared=[tier], embedder=HashEmbedder()) as cache:
+        served = cache.lookup(question)
+    assert served is not None and served.source == "remote"
+    assert local_rows(b)[made.question_hash][2] == 3  # the remote's 2, and this hit
+    report = run_sync(remote, b)
+    assert remote_rows(remote)[made.question_hash][2] == 3
+    assert local_rows(b)[made.question_hash][2] == 3
+    assert report.pushed <= 1  # the hit, not the entry as a new write

@@ -414,8 +414,10 @@ class SemanticCache:
                 question_hash=look.question_hash,
                 source=hit.source,
             )
-            self.tier.record_hit(hit.entry, event)
+            # First the copies (a remote hit lands in the local file), then the count, so
+            # that a remote hit is counted once, locally, and pushed by the next sync.
             self._spread(hit, event.at)
+            self.tier.record_hit(hit.entry, event)
             return
         self.tier.record(
             Event(
@@ -447,7 +449,7 @@ class SemanticCache:
             if not tier.semantic:
                 tier.store(hit.entry, None)
             elif vector is not None and not tier.read_only:
-                tier.store(hit.entry, vector)  # the remote's hit into the local mirror
+                tier.mirror(hit.entry, vector)  # the remote's hit into the local mirror
 
     def close(self) -> None:
         for tier in self.tiers:

@@ -342,6 +342,20 @@ class SQLiteStore(Tier):
         self._fresh.clear()  # our own writes: re-sync the memory indexes on next search
         return stored
 
+    def mirror(self, entry: CacheEntry, vector: np.ndarray) -> CacheEntry:
+        """Keep a copy of an entry the remote holds (a `thrift ask --remote` hit), written
+        as in step with it, as `thrift sync` writes a pulled row: not dirty, its hit count
+        the remote's (so the next push neither sends it back nor counts its hits again).
+        An entry already stored under its key is kept."""
+        with self._write() as conn:
+            stored = self._insert(conn, entry, vector, False)
+            if stored.id == entry.id:
+                conn.execute(
+                    "UPDATE entries SET sync_dirty = 0, hits_synced = hit_count WHERE id = ?", (entry.id,)
+                )
+        self._fresh.clear()
+        return stored
+
     def _insert(self, conn: Any, entry: CacheEntry, vector: np.ndarray, replace: bool) -> CacheEntry:
         blob = vectors.encode(vector)
         old = conn.execute(

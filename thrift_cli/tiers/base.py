@@ -75,6 +75,12 @@ class Tier(ABC):
         embed it itself; None: the caller embeds it and calls `store`."""
         return None
 
+    def mirror(self, entry: CacheEntry, vector: np.ndarray) -> CacheEntry:
+        """Keep a copy of an entry another tier holds (a remote hit). The local store
+        writes it as already in step with the remote, so sync neither pushes it back nor
+        counts its hits twice; other tiers simply store it."""
+        return self.store(entry, vector)
+
     def vector(self, entry: CacheEntry) -> np.ndarray | None:
         """The embedding of an entry this tier returned, if it has it at hand (the remote
         sends it with each match), for writing a hit back into the semantic tiers."""

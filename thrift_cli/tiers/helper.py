@@ -43,6 +43,9 @@ class HelperTier(Tier):
     def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
         return self.local.store(entry, vector, replace=replace)
 
+    def mirror(self, entry: CacheEntry, vector: np.ndarray) -> CacheEntry:
+        return self.local.mirror(entry, vector)
+
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
         return self.local.search(namespace, vector, k, now)
 

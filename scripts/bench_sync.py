@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--base-questions", type=int, default=5_000)
+    parser.add_argument(
+        "--sync-entries", type=int, default=10_000, help="entries pushed and pulled by thrift sync"
+    )
     args = parser.parse_args()
 
     server = None
@@ -57,7 +60,8 @@ def main() -> int:
         server.start()
         url = server.create_database(f"bench_{uuid.uuid4().hex[:8]}")
     try:
-        rows = run(url, server, args.entries, args.queries, args.base_questions)
+        rows = sync_rows(url, args.sync_entries, args.base_questions)
+        rows += run(url, server, args.entries, args.queries, args.base_questions)
     finally:
         if server is not None:
             server.close()
@@ -161,6 +165,60 @@ def run(url: str, server: object | None, n: int, n_queries: int, base_questions:
             "ms",
         ),
         (f"remote lookup `match_cache_entries`, {n:,} entries, p99", p99, None, "ms"),
+    ]
+
+
+def sync_rows(url: str, n: int, base_questions: int) -> list[tuple]:
+    """`thrift sync` (the engine, as the command runs it) of n entries: a push from one
+    home into an empty remote, then a pull into a second, empty home."""
+    import tempfile
+
+    import psycopg
+
+    from thrift_cli import keys, remote_db
+    from thrift_cli.home import db_path
+    from thrift_cli.models import CacheEntry
+    from thrift_cli.store import SQLiteStore
+    from thrift_sync import sync
+
+    base, _ = bench_speed.real_embeddings(base_questions)
+    matrix = bench_speed.realistic_units(n, base, seed=11)
+    with remote_db.connect(url) as admin:
+        remote_db.migrate(admin)
+        admin.execute("TRUNCATE cache_entries")
+        admin.execute("DELETE FROM api_keys WHERE key_hash = %s", (remote_db.key_hash(KEY),))
+        admin.execute(
+            "INSERT INTO api_keys (key_hash, tenant) VALUES (%s, 'bench')", (remote_db.key_hash(KEY),)
+        )
+    role = f"bench_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE thrift_client')
+        client = _as_role(url, role, admin.info.dbname)
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = Path(tmp) / "a", Path(tmp) / "b"
+        store = SQLiteStore(db_path(a))
+        items = []
+        for i in range(n):
+            q = f"synced question {i}"
+            items.append((CacheEntry("bench", q, keys.exact_key("bench", q), f"answer {i}"), matrix[i]))
+        for start in range(0, n, 5_000):
+            store.store_many(items[start : start + 5_000])
+        store.close()
+        started = time.perf_counter()
+        pushed = sync(db_path(a), client, KEY, pull=False)
+        push_s = time.perf_counter() - started
+        started = time.perf_counter()
+        pulled = sync(db_path(b), client, KEY, push=False)
+        pull_s = time.perf_counter() - started
+    assert pushed.pushed == n and pulled.pulled == n, (pushed, pulled)
+    return [
+        (
+            f"`thrift sync` push of {n:,} entries into the remote (HNSW index maintained)",
+            n / push_s,
+            None,
+            "entries/s",
+        ),
+        (f"`thrift sync` pull of {n:,} entries into an empty home", n / pull_s, None, "entries/s"),
     ]
 
 

@@ -24,6 +24,7 @@ from thrift_cli.home import db_path
 from thrift_cli.models import CacheEntry
 from thrift_cli.store import SQLiteStore
 from thrift_sync import SyncError, sync
+from thrift_sync.mirror import micros
 
 DIM = 384
 
@@ -73,9 +74,7 @@ def fill(home: Path, entries: list[CacheEntry], seed: int = 0) -> None:
 def local_rows(home: Path) -> dict[str, tuple]:
     """question_hash -> (id, answer, hit_count, created_at in µs) of the live entries."""
     store = SQLiteStore(db_path(home))
-    rows = {
-        e.question_hash: (e.id, e.answer, e.hit_count, round(e.created_at * 1e6)) for e in store.entries()
-    }
+    rows = {e.question_hash: (e.id, e.answer, e.hit_count, micros(e.created_at)) for e in store.entries()}
     store.close()
     return rows
 
@@ -574,3 +573,18 @@ def test_a_remote_hit_mirrored_by_ask_is_counted_once(remote, tmp_path):
     assert remote_rows(remote)[made.question_hash][2] == 3
     assert local_rows(b)[made.question_hash][2] == 3
     assert report.pushed <= 1  # the hit, not the entry as a new write
+
+
+def test_times_compare_equal_after_a_round_trip_through_the_remote():
+    """A created_at pushed (as a datetime) and pulled back must compare equal to the
+    local one: with round(seconds * 1e6) about one value in eight did not, and a row
+    pulled back looked changed (seen as a flaky pull count)."""
+    import random
+    from datetime import UTC, datetime
+
+    from thrift_sync.mirror import micros
+
+    rng = random.Random(5)
+    for _ in range(20_000):
+        seconds = 1_764_680_000 + rng.random() * 1e6
+        assert micros(seconds) == micros(datetime.fromtimestamp(seconds, UTC).timestamp())

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,11 @@ class Applied:
 
 
 def micros(seconds: float) -> int:
-    """Times compare in whole microseconds, the remote's (timestamptz) precision."""
-    return round(seconds * 1_000_000)
+    """Times compare in whole microseconds, the remote's (timestamptz) precision, rounded
+    exactly as the push converts them (`datetime.fromtimestamp`, which rounds the
+    fraction alone): `round(seconds * 1e6)` rounds the product of a large float and is
+    off by one for some values, which made a row pulled back look changed."""
+    return (datetime.fromtimestamp(seconds, UTC) - _EPOCH) // _MICROSECOND
 
 
 def newer(a_created: float, a_id: str, b_created: float, b_id: str) -> bool:
@@ -84,6 +88,9 @@ def newer(a_created: float, a_id: str, b_created: float, b_id: str) -> bool:
     every machine and the remote pick the same winner (the remote's SQL does the same)."""
     return (micros(a_created), a_id) > (micros(b_created), b_id)
 
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 _ROW = (
     "rowid, id, namespace, question, question_hash, answer, embedding, created_at, last_hit_at, "

@@ -27,6 +27,12 @@ HEAVY = [
     "redis",
     "thrift_cli.tiers.redis",
     "thrift_cli.tiers.resp",
+    # The remote only with --remote / remote_lookup, sync only for thrift sync.
+    "psycopg",
+    "pgvector",
+    "thrift_cli.tiers.remote",
+    "thrift_cli.remote_db",
+    "thrift_sync",
 ]
 
 

@@ -33,8 +33,8 @@ test: install ## Run the whole test suite
 	$(PY) -m pytest
 
 lint: install ## ruff format check and lint
-	$(VENV)/bin/ruff format --check thrift_cli tests $(wildcard scripts)
-	$(VENV)/bin/ruff check thrift_cli tests $(wildcard scripts)
+	$(VENV)/bin/ruff format --check thrift_cli sync tests $(wildcard scripts)
+	$(VENV)/bin/ruff check thrift_cli sync tests $(wildcard scripts)
 
 typecheck: install ## mypy
 	$(VENV)/bin/mypy

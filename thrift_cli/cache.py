@@ -438,9 +438,9 @@ class SemanticCache:
         write the entry back to the tiers asked before that one, under the entry's own
         key (a paraphrase's key never gets another question's answer). Tiers that search
         get it only with its own vector (the remote sends it), never the query's."""
-        position = next((i for i, t in enumerate(self.tiers) if t.name == hit.source), None)
-        if position is None:
-            return
+        position = self._position(hit.source)
+        if position == len(self.tiers):
+            return  # served by a tier not in this chain
         source = self.tiers[position]
         if source is not self.tier:
             source.touch(hit.entry, now)

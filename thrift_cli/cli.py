@@ -107,7 +107,6 @@ def _ask(
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
     from thrift_cli.cache import SemanticCache
-    from thrift_cli.helper import HelperClient
     from thrift_cli.home import db_path
     from thrift_cli.store import SQLiteStore
     from thrift_cli.tiers import Tier, configured
@@ -147,9 +146,7 @@ def _ask(
         local = EmptyTier()
     else:
         # One search per process: sqlite-vec on disk beats loading every vector into memory.
-        store = SQLiteStore(path)
-        client = HelperClient.find(path.parent)  # a running `thrift helper`, if any
-        local = store if client is None else HelperTier(store, client)
+        local = HelperTier.around(SQLiteStore(path))  # through a running `thrift helper`, if any
     with SemanticCache(
         min_similarity, namespace, path.parent, tier=local, shared=shared, memory_index=False
     ) as cache:

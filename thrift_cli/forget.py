@@ -294,11 +294,9 @@ def _open(namespace: str | None, *, similar: bool) -> tuple[SemanticCache | None
         raise StoreError(f"{reason}: nothing forgotten")
     local: Tier = store
     if similar:
-        from thrift_cli.helper import HelperClient
         from thrift_cli.tiers.helper import HelperTier
 
-        client = HelperClient.find(path.parent)
-        local = store if client is None else HelperTier(store, client)
+        local = HelperTier.around(store)
     try:
         cache = SemanticCache(namespace=namespace, home=path.parent, tier=local, memory_index=False)
     except BaseException:

@@ -69,7 +69,7 @@ def connect(
         )
     except psycopg.Error as exc:
         raise RemoteError(
-            f"cannot reach the remote at {shown_url(url)}: {_reason(exc)}", _reason(exc)
+            f"cannot reach the remote at {shown_url(url)}: {reason(exc)}", reason(exc)
         ) from None
     try:
         if _has_vector(conn):
@@ -80,7 +80,7 @@ def connect(
             conn.execute("SELECT set_config('thrift.api_key', %s, false)", (api_key,))
     except psycopg.Error as exc:
         conn.close()
-        raise RemoteError(f"the remote at {shown_url(url)} refused us: {_reason(exc)}") from None
+        raise RemoteError(f"the remote at {shown_url(url)} refused us: {reason(exc)}") from None
     return conn
 
 
@@ -117,7 +117,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 done.append(name)
             claim_model(conn)
     except psycopg.Error as exc:
-        raise RemoteError(f"cannot set up the remote: {_reason(exc)}") from None
+        raise RemoteError(f"cannot set up the remote: {reason(exc)}") from None
     from pgvector.psycopg import register_vector
 
     register_vector(conn)  # the extension may be new
@@ -233,7 +233,7 @@ def adopt(conn: psycopg.Connection, namespace: str) -> dict[str, Any]:
             # The old table holds every key in plain text: it goes, now that its rows are in.
             conn.execute("DROP TABLE thriftlm_cache_entries")
     except psycopg.Error as exc:
-        raise RemoteError(f"cannot adopt ThriftLM's table: {_reason(exc)}") from None
+        raise RemoteError(f"cannot adopt ThriftLM's table: {reason(exc)}") from None
     return {
         "rows": len(rows),
         "entries": entries,
@@ -268,7 +268,7 @@ def create_key(conn: psycopg.Connection, email: str | None = None, tenant: str |
             (key_hash(key), tenant or tenant_of_key(key), email),
         )
     except psycopg.Error as exc:
-        raise RemoteError(f"cannot create a key: {_reason(exc)}") from None
+        raise RemoteError(f"cannot create a key: {reason(exc)}") from None
     return key
 
 
@@ -323,9 +323,9 @@ def errors_reported(url: str) -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:
-        raise RemoteError(f"lost the remote at {shown_url(url)}: {_reason(exc)}") from None
+        raise RemoteError(f"lost the remote at {shown_url(url)}: {reason(exc)}") from None
     except psycopg.Error as exc:
-        raise RemoteError(f"the remote at {shown_url(url)} refused: {_reason(exc)}") from None
+        raise RemoteError(f"the remote at {shown_url(url)} refused: {reason(exc)}") from None
 
 
 def shown_url(url: str) -> str:
@@ -334,7 +334,7 @@ def shown_url(url: str) -> str:
     return masked("database_url", url)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """psycopg's message, first line only (its context lines are for a DBA)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

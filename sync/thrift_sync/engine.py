@@ -143,10 +143,10 @@ def sync(
             finally:
                 mirror.close()
     except psycopg.Error as exc:
-        text = str(exc).strip().splitlines()
+        from thrift_cli.remote_db import reason
+
         raise SyncError(
-            f"lost the remote {remote.where} ({text[0] if text else type(exc).__name__}); "
-            "nothing is lost: run thrift sync again"
+            f"lost the remote {remote.where} ({reason(exc)}); nothing is lost: run thrift sync again"
         ) from None
     finally:
         remote.close()

@@ -131,7 +131,7 @@ class Remote:
             ident = self.conn.execute("SELECT current_database(), inet_server_port()").fetchone()
         except psycopg.Error as exc:
             self.conn.close()
-            raise SyncError(f"the remote {self.where} failed: {_first_line(exc)}") from None
+            raise SyncError(f"the remote {self.where} failed: {remote_db.reason(exc)}") from None
         except BaseException:
             self.conn.close()
             raise
@@ -291,11 +291,6 @@ class Remote:
         params = {"tenant": self.tenant, "target": self.snapshot(), "cursor": cursor}
         row = self.conn.execute(f"SELECT count(*) FROM cache_entries {_WINDOW}", params).fetchone()
         return int(row[0]) if row else 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def new_id() -> str:

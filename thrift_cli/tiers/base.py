@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -10,6 +11,11 @@ from thrift_cli.models import CacheEntry, Candidate, Event, Lookup
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def print_warning(message: str) -> None:
+    """How a shared tier says it is failing (once per process): one `thrift:` line."""
+    print(f"thrift: warning: {message}", file=sys.stderr)
 
 
 class Tier(ABC):

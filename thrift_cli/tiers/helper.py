@@ -28,6 +28,12 @@ class HelperTier(Tier):
         self.local, self.client = store, client
         self.read_only = store.read_only
 
+    @classmethod
+    def around(cls, store: SQLiteStore) -> Tier:
+        """`store`, reached through the helper running on its home if there is one."""
+        client = HelperClient.find(store.path.parent)
+        return store if client is None else cls(store, client)
+
     def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
         return self.client.explain(namespace, question, min_similarity)
 

@@ -16,14 +16,13 @@ not configured.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from thrift_cli import keys
 from thrift_cli.models import CacheEntry
-from thrift_cli.tiers.base import Tier
+from thrift_cli.tiers.base import Tier, print_warning
 from thrift_cli.tiers.resp import Connection, RedisError
 
 if TYPE_CHECKING:
@@ -39,10 +38,6 @@ RETRY_AFTER_S = 30.0
 _SCAN_COUNT = 500
 
 _warned: set[str] = set()  # the URLs this process has warned about: one line each
-
-
-def print_warning(message: str) -> None:
-    print(f"thrift: warning: {message}", file=sys.stderr)
 
 
 class RedisTier(Tier):
@@ -191,13 +186,8 @@ class RedisTier(Tier):
     # -- failures: one warning, then a rest ----------------------------------------------
 
     def _call(self, doing: str, *command: Any) -> Any:
-        if time.monotonic() < self._down_until:
-            return None
-        try:
-            return self._conn.command(*command)
-        except RedisError as exc:
-            self._failed(doing, str(exc))
-            return None
+        replies = self._pipeline(doing, [command])
+        return replies[0] if replies else None
 
     def _pipeline(self, doing: str, commands: list[tuple[Any, ...]]) -> list[Any] | None:
         if time.monotonic() < self._down_until:

@@ -14,7 +14,6 @@ A miss's answer is not written here: `thrift sync` pushes it.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from thrift_cli.models import CacheEntry, Candidate
-from thrift_cli.tiers.base import Tier
+from thrift_cli.tiers.base import Tier, print_warning
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,10 +32,6 @@ RETRY_AFTER_S = 30.0
 _COLUMNS = (
     "id, namespace, query, question_hash, response, created_at, last_hit_at, hit_count, expires_at, embedding"
 )
-
-
-def print_warning(message: str) -> None:
-    print(f"thrift: warning: {message}", file=sys.stderr)
 
 
 class RemoteTier(Tier):
@@ -175,7 +170,6 @@ def _seconds(value: datetime | float) -> float:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(getattr(exc, "reason", None), str):
-        return str(exc.reason)  # type: ignore[attr-defined]
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    from thrift_cli.remote_db import RemoteError, reason
+
+    return exc.reason if isinstance(exc, RemoteError) else reason(exc)

@@ -180,3 +180,31 @@ def llm_cli() -> list[str]:
     path = str(exe) if exe.exists() else shutil.which("llm")
     assert path, "the llm CLI is a dev dependency; run make install"
     return [path, "-m", "echo"]
+
+
+def thrift_client_role(server: PostgresServer, admin_dsn: str) -> str:
+    """A new login role on `admin_dsn`'s database, no superuser (so row-level security
+    applies), member of thrift_client (the remote must be set up): the DSN a machine of
+    the team connects with."""
+    from pg_servers import connect
+
+    role = f"client_{uuid.uuid4().hex[:8]}"
+    with connect(admin_dsn, autocommit=True) as conn:
+        client = server.create_role(role, database=conn.info.dbname)
+        conn.execute(f'GRANT thrift_client TO "{role}"')
+    return client
+
+
+def start_helper(home: Path) -> subprocess.Popen:
+    """A real `thrift helper` on `home`, returned once it says it is ready."""
+    proc = subprocess.Popen(
+        [*thrift_executable(), "helper"],
+        env={**os.environ, "THRIFT_HOME": str(home)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stderr.readline()
+    assert line.startswith("thrift helper: ready on "), line + proc.stderr.read()
+    return proc

@@ -8,11 +8,10 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Ran, thrift_executable
+from conftest import Ran, start_helper, thrift_client_role
 
 from thrift_cli import __version__
 
@@ -375,20 +374,6 @@ def test_a_bad_variable_fails_the_environment_line(doctor):
 # -- the helper -----------------------------------------------------------------------------
 
 
-def start_helper(home: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [*thrift_executable(), "helper"],
-        env={**os.environ, "THRIFT_HOME": str(home)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stderr.readline()
-    assert line.startswith("thrift helper: ready on "), line + proc.stderr.read()
-    return proc
-
-
 def test_a_running_helper_is_reported_and_a_dead_one_is_no_failure(doctor, isolated_env):
     proc = start_helper(isolated_env)
     try:
@@ -648,9 +633,7 @@ def test_an_unexpected_error_in_a_check_is_a_failed_line(monkeypatch, isolated_e
 def test_the_remote_line(doctor, thrift, pg_database, pg_server):
     """Configured but not set up, set up without a key, with an unknown key, healthy, and
     unreachable: the remote line says which, with its fix."""
-    import uuid
 
-    from pg_servers import connect
     from redis_servers import closed_port
 
     fresh = doctor()
@@ -658,10 +641,7 @@ def test_the_remote_line(doctor, thrift, pg_database, pg_server):
     assert thrift("remote", "init").code == 0
     assert "no api_key" in doctor().line("remote")
     key = thrift("remote", "key", "create", "ops@example.com").stdout.decode().strip()
-    role = f"client_{uuid.uuid4().hex[:8]}"
-    with connect(pg_database, autocommit=True) as conn:
-        client = pg_server.create_role(role, database=conn.info.dbname)
-        conn.execute(f'GRANT thrift_client TO "{role}"')
+    client = thrift_client_role(pg_server, pg_database)
     unknown = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": "sc_unknown"})
     assert unknown.status("remote") == ["fail"] and "does not know this API key" in unknown.line("remote")
     healthy = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": key})

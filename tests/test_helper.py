@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import thrift_executable
+from conftest import start_helper
 
 from thrift_cli.helper import SOCKET_NAME
 
@@ -23,20 +23,6 @@ ASK_AND_REPORT = (
     "sys.stderr.write(repr(sorted(m for m in ('numpy', 'thrift_cli.minilm', 'onnxruntime') "
     "if m in sys.modules)) + '\\n'); sys.exit(rc)"
 )
-
-
-def start_helper(home: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [*thrift_executable(), "helper"],
-        env={**os.environ, "THRIFT_HOME": str(home)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stderr.readline()
-    assert line.startswith("thrift helper: ready on "), line + proc.stderr.read()
-    return proc
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ init/status/key`, and row-level security as a non-superuser, through SQL and the
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import psycopg
 import pytest
+from conftest import thrift_client_role
 from pg_servers import connect
 from redis_servers import closed_port
 
@@ -27,13 +26,7 @@ def remote(pg_database, pg_server, thrift):
     """An initialised remote: (superuser dsn, a client role's dsn)."""
     ran = thrift("remote", "init")
     assert ran.code == 0, ran.stderr
-    role = f"client_{uuid.uuid4().hex[:8]}"
-    with connect(pg_database, autocommit=True) as conn:
-        dbname = conn.info.dbname
-    client_dsn = pg_server.create_role(role, database=dbname)
-    with connect(pg_database, autocommit=True) as conn:
-        conn.execute(f'GRANT thrift_client TO "{role}"')
-    return pg_database, client_dsn
+    return pg_database, thrift_client_role(pg_server, pg_database)
 
 
 def new_key(thrift, email="dev@example.com", *extra):
@@ -270,10 +263,7 @@ def test_a_thriftlm_database_is_adopted_in_place(pg_database, pg_server, thrift,
         assert names == {"0001_initial", "0002_sync"}
     assert thrift("remote", "init").stdout.decode().endswith("up to date, schema 0002_sync\n")
     # Alice's ThriftLM key is her thrift key: her old answer is served through the remote.
-    role = f"client_{uuid.uuid4().hex[:8]}"
-    with connect(pg_database, autocommit=True) as conn:
-        client = pg_server.create_role(role, database=conn.info.dbname)
-        conn.execute(f'GRANT thrift_client TO "{role}"')
+    client = thrift_client_role(pg_server, pg_database)
     env = {"DATABASE_URL": client, "THRIFT_API_KEY": "user-key-alice"}
     hit = thrift(
         "ask", "--json", "--remote", "-n", "support", questions[0], "--", *fake_llm.command(), env=env

@@ -5,10 +5,9 @@ remote candidates, and a remote that is down or silent."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-from pg_servers import connect
+from conftest import thrift_client_role
 from redis_servers import closed_port, silent_port
 
 from thrift_cli import keys, remote_db
@@ -20,12 +19,7 @@ QUESTION, PARAPHRASE = "How do I learn to code quickly?", "How can I learn to co
 def team(pg_database, pg_server, thrift):
     """An initialised remote, a client role, and a key: the env a machine of the team has."""
     assert thrift("remote", "init").code == 0
-    role = f"client_{uuid.uuid4().hex[:8]}"
-    with connect(pg_database, autocommit=True) as conn:
-        dbname = conn.info.dbname
-    client = pg_server.create_role(role, database=dbname)
-    with connect(pg_database, autocommit=True) as conn:
-        conn.execute(f'GRANT thrift_client TO "{role}"')
+    client = thrift_client_role(pg_server, pg_database)
     key = thrift("remote", "key", "create", "team@example.com").stdout.decode().strip()
     return {"DATABASE_URL": client, "THRIFT_API_KEY": key}
 

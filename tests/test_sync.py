@@ -10,13 +10,12 @@ import random
 import signal
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import thrift_executable
+from conftest import thrift_client_role, thrift_executable
 from pg_servers import closed_port, connect
 
 from thrift_cli import remote_db
@@ -42,12 +41,7 @@ def remote(pg_database: str, pg_server) -> Remote:
     with remote_db.connect(pg_database) as conn:
         remote_db.migrate(conn)
         keys = {t: remote_db.create_key(conn, f"{t}@example.com", tenant=t) for t in ("team", "other")}
-        dbname = conn.info.dbname
-    role = f"client_{uuid.uuid4().hex[:8]}"
-    client = pg_server.create_role(role, database=dbname)
-    with connect(pg_database, autocommit=True) as conn:
-        conn.execute(f'GRANT thrift_client TO "{role}"')
-    return Remote(pg_database, client, keys)
+    return Remote(pg_database, thrift_client_role(pg_server, pg_database), keys)
 
 
 def vector(seed: int) -> np.ndarray:
@@ -459,10 +453,7 @@ def test_the_remote_killed_mid_sync_is_one_line_and_a_rerun_finishes(own_pg, tmp
     with remote_db.connect(dsn) as conn:
         remote_db.migrate(conn)
         key = remote_db.create_key(conn, "k@example.com", tenant="team")
-    own_pg.create_role("syncer", database="killed")
-    client = own_pg.dsn.rsplit("/", 1)[0].replace("postgres@", "syncer@") + "/killed"
-    with connect(dsn, autocommit=True) as conn:
-        conn.execute('GRANT thrift_client TO "syncer"')
+    client = thrift_client_role(own_pg, dsn)
     home = tmp_path / "a"
     counts = _filled_with_hits(home, 2000)
     r = Remote(dsn, client, {"team": key})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Ran, start_helper, thrift_client_role
 
-from thrift_cli import __version__
+from thrift_cli import __version__, remote_db
 
 LABELS = {"ok": "ok", "off": "--", "warn": "warn", "fail": "FAIL"}
 NAMES = [
@@ -645,6 +645,8 @@ def test_the_remote_line(doctor, thrift, pg_database, pg_server):
     unknown = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": "sc_unknown"})
     assert unknown.status("remote") == ["fail"] and "does not know this API key" in unknown.line("remote")
     healthy = doctor({"DATABASE_URL": client, "THRIFT_API_KEY": key})
-    assert healthy.status("remote") == ["ok"] and "schema 0002_sync, tenant key-" in healthy.line("remote")
+    assert healthy.status("remote") == [
+        "ok"
+    ] and f"schema {remote_db.migrations()[-1][0]}, tenant key-" in healthy.line("remote")
     down = doctor({"DATABASE_URL": f"postgresql://x@127.0.0.1:{closed_port()}/db", "THRIFT_API_KEY": key})
     assert down.code == 1 and down.status("remote") == ["fail"]  # Report checks: no traceback

@@ -33,6 +33,10 @@ HEAVY = [
     "thrift_cli.tiers.remote",
     "thrift_cli.remote_db",
     "thrift_sync",
+    # The Supabase REST path only with SUPABASE_URL + SUPABASE_KEY, and only then.
+    "supabase",
+    "httpx",
+    "thrift_cli.remote_rest",
 ]
 
 

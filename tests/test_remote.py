@@ -3,6 +3,8 @@ init/status/key`, and row-level security as a non-superuser, through SQL and the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import psycopg
 import pytest
@@ -13,6 +15,10 @@ from redis_servers import closed_port
 from thrift_cli import remote_db
 
 DIM = 384
+
+
+# Every file in sql/postgres/, in order: what `thrift remote init` applies to a new remote.
+MIGRATIONS = sorted(p.stem for p in (Path(__file__).parent.parent / "sql" / "postgres").glob("*.sql"))
 
 
 def unit(i: int) -> np.ndarray:
@@ -40,13 +46,12 @@ def new_key(thrift, email="dev@example.com", *extra):
 def test_init_applies_the_schema_once_and_records_it(pg_database, thrift):
     first = thrift("remote", "init", "--json")
     assert first.code == 0, first.stderr
-    assert __import__("json").loads(first.stdout)["applied"] == ["0001_initial", "0002_sync"]
+    assert __import__("json").loads(first.stdout)["applied"] == MIGRATIONS
     again = thrift("remote", "init")
-    assert again.code == 0 and "up to date, schema 0002_sync" in again.stdout.decode()
+    assert again.code == 0 and f"up to date, schema {MIGRATIONS[-1]}" in again.stdout.decode()
     with connect(pg_database) as conn:
-        assert conn.execute("SELECT name FROM thrift_migrations").fetchall() == [
-            ("0001_initial",),
-            ("0002_sync",),
+        assert conn.execute("SELECT name FROM thrift_migrations ORDER BY name").fetchall() == [
+            (name,) for name in MIGRATIONS
         ]
         forced = conn.execute(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
@@ -75,7 +80,7 @@ def test_status_reports_the_tenant_counts_and_round_trip(remote, thrift):
     assert ran.code == 0, ran.stderr
     report = __import__("json").loads(ran.stdout)
     assert (report["schema"], report["tenant"], report["entries"]) == (
-        "0002_sync",
+        MIGRATIONS[-1],
         remote_db.tenant_of_key(key),
         0,
     )
@@ -260,8 +265,8 @@ def test_a_thriftlm_database_is_adopted_in_place(pg_database, pg_server, thrift,
         assert dup == [("Rayleigh scattering.", 4)]  # the newest answer, the hits added up
         assert conn.execute("SELECT to_regclass('thriftlm_cache_entries')").fetchone() == (None,)
         names = {r[0] for r in conn.execute("SELECT name FROM thrift_migrations")}
-        assert names == {"0001_initial", "0002_sync"}
-    assert thrift("remote", "init").stdout.decode().endswith("up to date, schema 0002_sync\n")
+        assert names == set(MIGRATIONS)
+    assert thrift("remote", "init").stdout.decode().endswith(f"up to date, schema {MIGRATIONS[-1]}\n")
     # Alice's ThriftLM key is her thrift key: her old answer is served through the remote.
     client = thrift_client_role(pg_server, pg_database)
     env = {"DATABASE_URL": client, "THRIFT_API_KEY": "user-key-alice"}

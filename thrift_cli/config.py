@@ -141,6 +141,15 @@ def postgres_url(value: str, what: str) -> str:
     return value
 
 
+def http_url(value: str, what: str) -> str:
+    """An http(s):// URL with a host (a Supabase project's: https://<ref>.supabase.co)."""
+    if not re.match(r"https?://[^/\s]+", value):
+        raise UsageError(
+            f"{what} must be an https:// URL such as https://abcd.supabase.co, got {shown(value)}"
+        )
+    return value
+
+
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -254,6 +263,21 @@ SETTINGS: dict[str, Setting] = {
             "the team's remote: a Postgres URL (Supabase's connection string); unset: no remote",
             secret=True,
             aliases=("DATABASE_URL",),
+        ),
+        Setting(
+            "supabase_url",
+            "SUPABASE_URL",
+            http_url,
+            None,
+            "the team's remote through Supabase's REST API (with supabase_key), when database_url is unset",
+        ),
+        Setting(
+            "supabase_key",
+            "SUPABASE_KEY",
+            text,
+            None,
+            "the Supabase project's anon key, for the REST path; the tenant still comes from api_key",
+            secret=True,
         ),
         Setting(
             "remote_lookup",
@@ -404,6 +428,21 @@ def check_environment() -> None:
 def shown(value: str) -> str:
     """A bad value as an error message quotes it: in full unless it is huge."""
     return repr(value) if len(value) <= 60 else repr(value[:40]) + f"... ({len(value):,} characters)"
+
+
+def remote(home: Path | str | None = None) -> tuple[str, str | None] | None:
+    """Where the team's remote is: (database_url, None) over Postgres, else (supabase_url,
+    supabase_key) over Supabase's REST API when both are set; None when there is none."""
+    url = value("database_url", home=home)
+    if url is not None:
+        return url, None
+    rest_url, rest_key = value("supabase_url", home=home), value("supabase_key", home=home)
+    if rest_url is not None and rest_key is not None:
+        return rest_url, rest_key
+    if rest_url is not None or rest_key is not None:
+        missing = "SUPABASE_KEY (supabase_key)" if rest_url is not None else "SUPABASE_URL (supabase_url)"
+        raise UsageError(f"the Supabase REST path needs {missing} as well")
+    return None
 
 
 def masked(key: str, current: Any) -> str:

@@ -17,11 +17,13 @@ def run(*, push_only: bool, pull_only: bool, dry_run: bool, as_json: bool) -> in
     config.check_environment()
     if push_only and pull_only:
         raise UsageError("--push and --pull cannot be used together (without either, sync does both)")
-    url = config.value("database_url")
-    if url is None:
+    where = config.remote()
+    if where is None:
         raise UsageError(
-            "no remote: set SUPABASE_DB_URL or DATABASE_URL, or thrift config set database_url postgresql://..."
+            "no remote: set SUPABASE_DB_URL or DATABASE_URL (or SUPABASE_URL and SUPABASE_KEY), "
+            "or thrift config set database_url postgresql://..."
         )
+    url, rest_key = where
     progress = _progress_line if sys.stderr.isatty() and not as_json else None
     result = sync(
         db_path(),
@@ -31,6 +33,7 @@ def run(*, push_only: bool, pull_only: bool, dry_run: bool, as_json: bool) -> in
         pull=not push_only,
         dry_run=dry_run,
         progress=progress,
+        rest_key=rest_key,
     )
     if progress:
         print("\r\033[K", end="", file=sys.stderr)

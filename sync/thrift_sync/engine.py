@@ -4,14 +4,15 @@ Resumable at any point, because each step is one transaction on one side and the
 that spans both sides leaves a record first:
 
 - a push batch is one remote transaction. Before it commits, the mirror records the
-  batch (its rowids and hit deltas) with the remote transaction's id; after, the batch's
-  rows are marked synced and the record dropped, in one local transaction. A sync killed
-  in between finds the record, waits while that transaction is still open on the remote
-  (`pg_xact_status`: its COMMIT may be in flight), then looks the batch's id up in the
-  remote's push ledger (sync_pushes, written in the batch's transaction): there, it
-  finishes the batch; absent, it drops the record and the rows go again. So a hit delta
-  is added to the remote exactly once. Entries and
-  tombstones are upserts, idempotent by themselves.
+  batch (its rowids and hit deltas) and its id in the remote's push ledger (sync_pushes,
+  written in the batch's transaction); after, the batch's rows are marked synced and the
+  record dropped, in one local transaction. A sync killed in between finds the record and
+  asks the remote to settle it (`Remote.settle`): over Postgres, it waits while the
+  batch's transaction is still open (its COMMIT may be in flight), then looks the id up
+  in the ledger: there, the batch is finished; absent, the record is dropped and the
+  rows go again. Over REST, the batch is sent again with the same id: the ledger makes a
+  second copy change nothing. So a hit delta is added to the remote exactly once.
+  Entries and tombstones are upserts, idempotent by themselves.
 - a pull page is read from the remote, then applied with the position it reached in one
   local transaction; the pull's target snapshot is recorded before the first page, so a
   killed pull resumes at the next page of the same window, and the window becomes the
@@ -28,15 +29,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from thrift_sync.errors import SyncError
 from thrift_sync.mirror import Mirror, now
-from thrift_sync.remote import Remote
+
+if TYPE_CHECKING:
+    from thrift_sync.remote import Remote
+    from thrift_sync.rest import RestRemote
 
 DEFAULT_BATCH = 2000
-# How long a push batch of an earlier, killed sync may still show as running on the
-# remote: its backend aborts it once it sees the connection closed (at once on loopback).
-PENDING_WAIT_S = 10.0
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
 
@@ -68,10 +70,12 @@ class SyncResult:
         return {**asdict(self), "seconds": round(self.seconds, 3), "entries_per_s": round(self.per_second)}
 
 
-def batch_size() -> int:
-    """THRIFT_SYNC_BATCH: entries per push transaction and per pull page."""
+def batch_size(most: int | None = None) -> int:
+    """THRIFT_SYNC_BATCH: entries per push transaction and per pull page; at most `most`
+    (what one request to the remote may carry)."""
     raw = os.environ.get("THRIFT_SYNC_BATCH")
-    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else DEFAULT_BATCH
+    size = int(raw) if raw and raw.isdigit() and int(raw) > 0 else DEFAULT_BATCH
+    return min(size, most) if most else size
 
 
 def _fault(point: str) -> None:
@@ -117,15 +121,15 @@ def sync(
     dry_run: bool = False,
     batch: int | None = None,
     progress: Progress | None = None,
+    rest_key: str | None = None,
 ) -> SyncResult:
-    """Sync the cache file at `db_path` with the remote at `url`, as `api_key`'s tenant.
-    The remote is reached (and checked) before the cache file is opened: when it cannot
-    be, nothing local changes."""
-    import psycopg
-
+    """Sync the cache file at `db_path` with the remote at `url`, as `api_key`'s tenant:
+    a Postgres URL, or with `rest_key` (SUPABASE_KEY) a Supabase project's URL, reached
+    through its REST API. The remote is reached (and checked) before the cache file is
+    opened: when it cannot be, nothing local changes."""
     started = time.monotonic()
-    batch = batch or batch_size()
-    remote = Remote(url, api_key)
+    remote = open_remote(url, api_key, rest_key)
+    batch = batch or batch_size(remote.max_batch)
     result = SyncResult(remote=remote.where, tenant=remote.tenant, dry_run=dry_run)
     try:
         with _SyncLock(db_path.parent):
@@ -142,11 +146,9 @@ def sync(
                         _pull(mirror, remote, batch, result, progress)
             finally:
                 mirror.close()
-    except psycopg.Error as exc:
-        from thrift_cli.remote_db import reason
-
+    except remote.errors as exc:
         raise SyncError(
-            f"lost the remote {remote.where} ({reason(exc)}); nothing is lost: run thrift sync again"
+            f"lost the remote {remote.where} ({remote.reason(exc)}); nothing is lost: run thrift sync again"
         ) from None
     finally:
         remote.close()
@@ -154,7 +156,20 @@ def sync(
     return result
 
 
-def _dry_run(mirror: Mirror, remote: Remote, result: SyncResult, *, push: bool, pull: bool) -> None:
+def open_remote(url: str, api_key: str | None, rest_key: str | None = None) -> Remote | RestRemote:
+    """The remote at `url`: over REST when a Supabase key is given, else over Postgres."""
+    if rest_key is not None:
+        from thrift_sync.rest import RestRemote
+
+        return RestRemote(url, rest_key, api_key)
+    from thrift_sync.remote import Remote
+
+    return Remote(url, api_key)
+
+
+def _dry_run(
+    mirror: Mirror, remote: Remote | RestRemote, result: SyncResult, *, push: bool, pull: bool
+) -> None:
     if push:
         result.pushed, result.forgotten = mirror.count_unpushed(now())
     if pull:
@@ -162,13 +177,13 @@ def _dry_run(mirror: Mirror, remote: Remote, result: SyncResult, *, push: bool, 
         result.pulled = remote.count_changes(mirror.state("pull_cursor") if same else None)
 
 
-def _adopt_remote(mirror: Mirror, remote: Remote) -> None:
+def _adopt_remote(mirror: Mirror, remote: Remote | RestRemote) -> None:
     """A cursor belongs to one remote and tenant: another one starts with a full pull."""
     if mirror.state("remote") != remote.identity:
         mirror.set_state(remote=remote.identity, pull_cursor=None, pull_target=None, pull_after=None)
 
 
-def _resolve_pending(mirror: Mirror, remote: Remote, result: SyncResult) -> None:
+def _resolve_pending(mirror: Mirror, remote: Remote | RestRemote, result: SyncResult) -> None:
     """Finish or drop the push batch an interrupted sync left (see the module's doc)."""
     pending = mirror.pending()
     if pending is None:
@@ -176,15 +191,7 @@ def _resolve_pending(mirror: Mirror, remote: Remote, result: SyncResult) -> None
     if pending.get("remote") != remote.identity:
         mirror.drop_pending()  # another remote's transaction: its rows go again, here
         return
-    deadline = time.monotonic() + PENDING_WAIT_S
-    while remote.running(pending["xid"]):
-        if time.monotonic() > deadline:
-            raise SyncError(
-                f"a push of an interrupted sync (transaction {pending['xid']}) is still open on the "
-                f"remote {remote.where}; run thrift sync again in a minute"
-            )
-        time.sleep(0.05)
-    if remote.pushed(pending["batch_id"]):
+    if remote.settle(pending, mirror):
         mirror.finish_push(pending)
         remote.forget_batch(pending["batch_id"])
         result.resumed.append(f"push batch {pending['batch_id']} (committed)")
@@ -193,7 +200,9 @@ def _resolve_pending(mirror: Mirror, remote: Remote, result: SyncResult) -> None
         result.resumed.append(f"push batch {pending['batch_id']} (not committed: sent again)")
 
 
-def _push(mirror: Mirror, remote: Remote, batch: int, result: SyncResult, progress: Progress | None) -> None:
+def _push(
+    mirror: Mirror, remote: Remote | RestRemote, batch: int, result: SyncResult, progress: Progress | None
+) -> None:
     """Each batch's entries and tombstones, in one remote transaction each. Rows come in
     rowid order past the last batch, so a row that gathers hits while the sync runs waits
     for the next sync instead of keeping this one going."""
@@ -228,7 +237,9 @@ def _push(mirror: Mirror, remote: Remote, batch: int, result: SyncResult, progre
             progress("push", done, max(total, done))
 
 
-def _pull(mirror: Mirror, remote: Remote, batch: int, result: SyncResult, progress: Progress | None) -> None:
+def _pull(
+    mirror: Mirror, remote: Remote | RestRemote, batch: int, result: SyncResult, progress: Progress | None
+) -> None:
     cursor = mirror.state("pull_cursor")
     target = mirror.state("pull_target")
     after = mirror.state("pull_after")

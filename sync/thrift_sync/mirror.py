@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,28 @@ class Mirror:
             (after, limit),
         ).fetchall()
         return [Tombstone(*row) for row in rows]
+
+    def pending_rows(self, pending: dict[str, Any]) -> tuple[list[LocalRow], list[Tombstone]]:
+        """The entries and tombstones of a recorded push batch as they are now, each entry
+        with the hit delta the batch carried: what sending the batch again sends. An entry
+        replaced since (a new rowid) or a tombstone superseded is left out: it is pushed
+        on its own."""
+        deltas = dict(pending["rows"])
+        rows = [
+            replace(LocalRow(*row), hit_delta=deltas[row[0]])
+            for rowid in deltas
+            for row in self._conn.execute(f"SELECT {_ROW} FROM entries WHERE rowid = ?", (rowid,))
+        ]
+        tombs = [
+            Tombstone(*row)
+            for question_hash, deleted_at in pending["tombstones"]
+            for row in self._conn.execute(
+                "SELECT question_hash, id, namespace, question, deleted_at FROM sync_tombstones "
+                "WHERE question_hash = ? AND deleted_at = ?",
+                (question_hash, deleted_at),
+            )
+        ]
+        return rows, tombs
 
     def record_pending(
         self, remote: str, batch_id: str, xid: str, rows: list[LocalRow], tombs: list[Tombstone]

@@ -1,13 +1,15 @@
 """The remote side of a sync: cache_entries in Postgres + pgvector (sql/postgres/).
 
 Every call runs as the tenant of the API key (row-level security, `thrift.api_key`).
-A push batch is one transaction: COPY (binary) into a temporary table, then one
-`INSERT ... SELECT ... ON CONFLICT` that applies the conflict rules in the server. A pull
-page is one query over the change cursor (see `pull_page`).
+A push batch is one transaction: COPY (binary) into the temporary tables
+`thrift_stage_push()` makes, then `thrift_apply_push()`, which applies the conflict rules
+in the server. A pull page is one `thrift_pull(...)` over the change cursor. Those
+functions (sql/postgres/0003_rpc.sql) are what the REST path calls too (rest.py).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,70 +17,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from thrift_sync.errors import SyncError
-from thrift_sync.mirror import LocalRow, RemoteRow, Tombstone
+from thrift_sync.mirror import LocalRow, Mirror, RemoteRow, Tombstone
+
+# How long a push batch of an earlier, killed sync may still show as running on the
+# remote: its backend aborts it once it sees the connection closed (at once on loopback).
+PENDING_WAIT_S = 10.0
 
 CONNECT_TIMEOUT_S = 10
-
-# Whether the incoming write (EXCLUDED) beats the row there (e): a newer write than the
-# live row (ties by id, as mirror.newer), or a write newer than the row's tombstone.
-_WINS = """(CASE WHEN e.deleted_at IS NULL
-        THEN (EXCLUDED.created_at, EXCLUDED.id::text) > (e.created_at, e.id::text)
-        ELSE EXCLUDED.created_at > e.deleted_at END)"""
-
-_UPSERT = f"""
-INSERT INTO cache_entries AS e (id, api_key, query, response, embedding, created_at, last_hit_at,
-                                hit_count, namespace, question_hash, expires_at)
-SELECT CASE WHEN p.id ~* '^[0-9a-f]{{8}}-([0-9a-f]{{4}}-){{3}}[0-9a-f]{{12}}$' THEN p.id::uuid
-            ELSE gen_random_uuid() END,
-       %(tenant)s, p.query, p.response, p.embedding, p.created_at, p.last_hit_at, p.hit_delta,
-       p.namespace, p.question_hash, p.expires_at
-FROM sync_push p ORDER BY p.question_hash  -- one lock order: concurrent pushes cannot deadlock
-ON CONFLICT (api_key, question_hash) DO UPDATE SET
-    hit_count   = e.hit_count + EXCLUDED.hit_count,  -- the hits counted there since its last push
-    last_hit_at = greatest(e.last_hit_at, EXCLUDED.last_hit_at),
-    id          = CASE WHEN {_WINS} THEN EXCLUDED.id ELSE e.id END,
-    query       = CASE WHEN {_WINS} THEN EXCLUDED.query ELSE e.query END,
-    response    = CASE WHEN {_WINS} THEN EXCLUDED.response ELSE e.response END,
-    embedding   = CASE WHEN {_WINS} THEN EXCLUDED.embedding ELSE e.embedding END,
-    expires_at  = CASE WHEN {_WINS} THEN EXCLUDED.expires_at ELSE e.expires_at END,
-    deleted_at  = CASE WHEN {_WINS} THEN NULL ELSE e.deleted_at END,
-    created_at  = CASE WHEN {_WINS} THEN EXCLUDED.created_at ELSE e.created_at END
-"""
-
-# A forget: the row becomes a tombstone (answer and vector dropped, the row kept so every
-# mirror deletes it), unless it holds a write newer than the delete. A question never
-# pushed gets a tombstone row too: a mirror that pushes an older answer later loses to it.
-_FORGET = """
-INSERT INTO cache_entries AS e (id, api_key, query, response, embedding, created_at, namespace,
-                                question_hash, deleted_at)
-SELECT CASE WHEN g.id ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$' THEN g.id::uuid
-            ELSE gen_random_uuid() END,
-       %(tenant)s, g.query, '', NULL, g.deleted_at, g.namespace, g.question_hash, g.deleted_at
-FROM sync_forget g ORDER BY g.question_hash
-ON CONFLICT (api_key, question_hash) DO UPDATE SET
-    deleted_at = EXCLUDED.deleted_at, response = '', embedding = NULL
-WHERE (e.deleted_at IS NULL AND e.created_at <= EXCLUDED.deleted_at)
-   OR (e.deleted_at IS NOT NULL AND e.deleted_at < EXCLUDED.deleted_at)
-"""
-
-# The change window of a pull: see Remote.pull_page.
-_WINDOW = """
-WHERE api_key = %(tenant)s
-  AND changed_xid < pg_snapshot_xmax(%(target)s::pg_snapshot)
-  AND pg_visible_in_snapshot(changed_xid, %(target)s::pg_snapshot)
-  AND (%(cursor)s::pg_snapshot IS NULL
-       OR (changed_xid >= pg_snapshot_xmin(%(cursor)s::pg_snapshot)
-           AND NOT pg_visible_in_snapshot(changed_xid, %(cursor)s::pg_snapshot)))
-"""
-
-_PULL = f"""
-SELECT id::text, query, response, embedding, created_at, last_hit_at, hit_count, namespace,
-       question_hash, expires_at, deleted_at, changed_xid::text
-FROM cache_entries {_WINDOW}
-  AND (changed_xid, id) > (%(after_xid)s::xid8, %(after_id)s::uuid)
-ORDER BY changed_xid, id
-LIMIT %(limit)s
-"""
+# The functions this module calls (sql/postgres/0003_rpc.sql): a remote without them was
+# set up by an older thrift.
+NEWEST_FUNCTION = "thrift_apply_push()"
 
 _NO_ROW = ("0", "00000000-0000-0000-0000-000000000000")
 
@@ -108,7 +56,11 @@ def where(url: str) -> str:
 
 
 class Remote:
-    """One connection to the remote, as the tenant of `api_key`."""
+    """One connection to the remote over the Postgres protocol, as the tenant of `api_key`.
+    The REST path (thrift_sync.rest.RestRemote) answers the same calls."""
+
+    # A push batch and a pull page: THRIFT_SYNC_BATCH, or the engine's default.
+    max_batch: int | None = None
 
     def __init__(self, url: str, api_key: str | None) -> None:
         import psycopg
@@ -124,7 +76,7 @@ class Remote:
                 raise SyncError(
                     f"the remote {self.where} is not set up for thrift yet: run thrift remote init"
                 )
-            if self.conn.execute("SELECT to_regclass('sync_pushes')").fetchone() == (None,):
+            if self.conn.execute("SELECT to_regprocedure(%s)", (NEWEST_FUNCTION,)).fetchone() == (None,):
                 raise SyncError(f"the remote {self.where} has an older thrift schema: run thrift remote init")
             remote_db.check_model(self.conn)
             self.tenant: str = remote_db.tenant(self.conn)
@@ -138,6 +90,18 @@ class Remote:
         # What the local cursor belongs to: a cursor of one remote means nothing on another.
         database, port = ident if ident else ("", "")
         self.identity = f"{urlsplit(url).hostname}:{port}/{database}#{self.tenant}"
+
+    # The errors that mean the remote was lost mid-sync (the engine's one line).
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def reason(self, exc: BaseException) -> str:
+        from thrift_cli.remote_db import reason
+
+        return reason(exc)
 
     def close(self) -> None:
         self.conn.close()
@@ -154,36 +118,22 @@ class Remote:
         """Write one batch in one transaction, with its id in the push ledger
         (sync_pushes). `before_commit(xid)` runs once the batch is written and before it
         commits: the caller records the batch locally."""
+        import numpy as np
+
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO sync_pushes (api_key, batch_id) VALUES (%s, %s)", (self.tenant, batch_id)
             )
+            cur.execute("SELECT thrift_stage_push()")
             if rows:
-                cur.execute(
-                    "CREATE TEMP TABLE sync_push (id text, query text, response text, embedding vector(384), "
-                    "created_at timestamptz, last_hit_at timestamptz, hit_delta int4, namespace text, "
-                    "question_hash text, expires_at timestamptz) ON COMMIT DROP"
-                )
                 with cur.copy(
                     "COPY sync_push (id, query, response, embedding, created_at, last_hit_at, hit_delta, "
                     "namespace, question_hash, expires_at) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(
-                        [
-                            "text",
-                            "text",
-                            "text",
-                            "vector",
-                            "timestamptz",
-                            "timestamptz",
-                            "int4",
-                            "text",
-                            "text",
-                            "timestamptz",
-                        ]
+                        ["text", "text", "text", "vector", "timestamptz", "timestamptz", "int4"]
+                        + ["text", "text", "timestamptz"]
                     )
-                    import numpy as np
-
                     for r in rows:
                         copy.write_row(
                             (
@@ -199,12 +149,7 @@ class Remote:
                                 _ts(r.expires_at),
                             )
                         )
-                cur.execute(_UPSERT, {"tenant": self.tenant})
             if tombs:
-                cur.execute(
-                    "CREATE TEMP TABLE sync_forget (id text, query text, namespace text, question_hash text, "
-                    "deleted_at timestamptz) ON COMMIT DROP"
-                )
                 with cur.copy(
                     "COPY sync_forget (id, query, namespace, question_hash, deleted_at) "
                     "FROM STDIN (FORMAT BINARY)"
@@ -212,15 +157,30 @@ class Remote:
                     copy.set_types(["text", "text", "text", "text", "timestamptz"])
                     for t in tombs:
                         copy.write_row((t.id, t.question, t.namespace, t.question_hash, _ts(t.deleted_at)))
-                cur.execute(_FORGET, {"tenant": self.tenant})
+            cur.execute("SELECT thrift_apply_push()")
             xid = cur.execute("SELECT pg_current_xact_id()::text").fetchone()
             assert xid is not None
             before_commit(str(xid[0]))
 
-    def running(self, xid: str) -> bool:
-        """Whether the transaction `xid` is still open: a killed sync's COMMIT may still be on
-        its way. An id the server does not know (too old, or handed out again after a crash)
-        is not running: a crash ends every transaction."""
+    def settle(self, pending: dict[str, Any], mirror: Mirror) -> bool:
+        """Whether the batch an interrupted sync left (`pending`) is in the remote. Its
+        transaction may still be open (a killed sync's COMMIT may be on its way): wait for
+        it to end, then look its id up in the push ledger."""
+        deadline = time.monotonic() + PENDING_WAIT_S
+        while self._running(pending["xid"]):
+            if time.monotonic() > deadline:
+                raise SyncError(
+                    f"a push of an interrupted sync (transaction {pending['xid']}) is still open on the "
+                    f"remote {self.where}; run thrift sync again in a minute"
+                )
+            time.sleep(0.05)
+        row = self.conn.execute("SELECT thrift_pushed(%s)", (pending["batch_id"],)).fetchone()
+        return row is not None and bool(row[0])
+
+    def _running(self, xid: str) -> bool:
+        """Whether the transaction `xid` is still open. An id the server does not know (too
+        old, or handed out again after a crash) is not running: a crash ends every
+        transaction."""
         import psycopg
 
         try:
@@ -229,11 +189,6 @@ class Remote:
             return False
         return row is not None and row[0] == "in progress"
 
-    def pushed(self, batch_id: str) -> bool:
-        """Whether the batch `batch_id` committed (its row in the push ledger)."""
-        row = self.conn.execute("SELECT 1 FROM sync_pushes WHERE batch_id = %s", (batch_id,)).fetchone()
-        return row is not None
-
     def forget_batch(self, batch_id: str) -> None:
         """The ledger row of a batch the mirror has finished: no longer needed."""
         self.conn.execute("DELETE FROM sync_pushes WHERE batch_id = %s", (batch_id,))
@@ -241,7 +196,7 @@ class Remote:
     # -- pull ----------------------------------------------------------------------------
 
     def snapshot(self) -> str:
-        row = self.conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+        row = self.conn.execute("SELECT thrift_snapshot()").fetchone()
         assert row is not None
         return str(row[0])
 
@@ -249,24 +204,15 @@ class Remote:
         self, cursor: str | None, target: str, after: list[str] | None, limit: int
     ) -> list[RemoteRow]:
         """The tenant's rows changed since the snapshot `cursor` (None: all), committed as
-        of the snapshot `target`, after the row `after` in (changed_xid, id) order.
-
-        A row is in the window when its transaction is visible in `target` but was not in
-        `cursor`: a transaction that was still running when the cursor's snapshot was taken
-        is in that snapshot's in-progress list, so it is pulled once it commits, however
-        younger transactions committed before it. One committed after `target` is left to
-        the next pull (it is not visible in `target`, so not in the new cursor either)."""
+        of the snapshot `target`, after the row `after` in (changed_xid, id) order: the
+        window thrift_pull (sql/postgres/0003_rpc.sql) explains. One committed after
+        `target` is left to the next pull."""
         after_xid, after_id = after or _NO_ROW
-        params = {
-            "tenant": self.tenant,
-            "target": target,
-            "cursor": cursor,
-            "after_xid": after_xid,
-            "after_id": after_id,
-            "limit": limit,
-        }
         with self.conn.cursor(binary=True) as cur:
-            cur.execute(_PULL, params)
+            cur.execute(
+                "SELECT * FROM thrift_pull(%s, %s, %s, %s::uuid, %s)",
+                (cursor, target, after_xid, after_id, limit),
+            )
             rows = cur.fetchall()
         return [
             RemoteRow(
@@ -287,9 +233,8 @@ class Remote:
         ]
 
     def count_changes(self, cursor: str | None) -> int:
-        """How many rows a pull would read now (for --dry-run)."""
-        params = {"tenant": self.tenant, "target": self.snapshot(), "cursor": cursor}
-        row = self.conn.execute(f"SELECT count(*) FROM cache_entries {_WINDOW}", params).fetchone()
+        """How many rows a pull would read now (for --dry-run and the progress bar)."""
+        row = self.conn.execute("SELECT thrift_count_changes(%s)", (cursor,)).fetchone()
         return int(row[0]) if row else 0
 
 

@@ -25,7 +25,8 @@ def __getattr__(name: str) -> Any:
 def configured(home: Path | None = None, *, remote: bool | None = None) -> list[Tier]:
     """The shared tiers the settings ask for (environment > config file): Redis when
     `REDIS_URL` / `redis_url` is set; the remote when `remote_lookup` is true (or
-    `remote`, `thrift ask --remote`, says so) and `database_url` and `api_key` are set.
+    `remote`, `thrift ask --remote`, says so) and `api_key` and a remote are set
+    (`database_url`, or `supabase_url` + `supabase_key` for the REST path).
     Their modules are imported only then."""
     from thrift_cli import config
 
@@ -44,16 +45,20 @@ def configured(home: Path | None = None, *, remote: bool | None = None) -> list[
             )
         )
     if remote if remote is not None else config.value("remote_lookup", home=home):
-        database, api_key = config.value("database_url", home=home), config.value("api_key", home=home)
-        if database is None or api_key is None:
+        where, api_key = config.remote(home), config.value("api_key", home=home)
+        if where is None or api_key is None:
             from thrift_cli.errors import UsageError
 
             raise UsageError(
-                "a remote lookup needs database_url (SUPABASE_DB_URL) and api_key (THRIFT_API_KEY)"
+                "a remote lookup needs database_url (SUPABASE_DB_URL) or supabase_url and supabase_key "
+                "(SUPABASE_URL, SUPABASE_KEY), and api_key (THRIFT_API_KEY)"
             )
         from thrift_cli.tiers.remote import RemoteTier
 
-        shared.append(RemoteTier(database, api_key, timeout=config.value("remote_timeout", home=home)))
+        url, rest_key = where
+        shared.append(
+            RemoteTier(url, api_key, timeout=config.value("remote_timeout", home=home), rest_key=rest_key)
+        )
     return shared
 
 

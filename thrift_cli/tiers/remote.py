@@ -6,10 +6,16 @@ index (`match_cache_entries`), as the caller's tenant (row-level security). The 
 apply to a remote candidate as to a local one. A remote hit carries its embedding, so the
 engine writes it into the local mirror (and Redis): the next ask of it is local.
 
+The remote is reached over the Postgres protocol (`database_url`), or, for a Supabase
+project known by SUPABASE_URL + SUPABASE_KEY only, through its REST API (remote_rest.py):
+the same two server functions either way (`thrift_lookup`, `match_cache_entries`).
+
 Each call is bounded by `remote_timeout` (300 ms), connecting included: it runs on a
 worker thread, and a call that has not answered in time is abandoned. Down, slow or
 refusing, the tier prints one warning and misses; the local answer path is unchanged.
-A miss's answer is not written here: `thrift sync` pushes it.
+(The REST path's client library is imported before the clock starts: ~0.25 s, once per
+process, that is no network time.) A miss's answer is not written here: `thrift sync`
+pushes it.
 """
 
 from __future__ import annotations
@@ -45,8 +51,11 @@ class RemoteTier(Tier):
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         warn: Callable[[str], None] = print_warning,
+        rest_key: str | None = None,
     ) -> None:
+        """`url` is a Postgres URL, or with `rest_key` (SUPABASE_KEY) a Supabase project's."""
         self.url, self._api_key, self.timeout = url, api_key, timeout
+        self._rest_key = rest_key
         self._warn = warn
         self._warned = False
         self._down_until = 0.0
@@ -57,27 +66,49 @@ class RemoteTier(Tier):
     # -- Tier ---------------------------------------------------------------------------
 
     def lookup(self, question_hash: str, now: float) -> CacheEntry | None:
-        rows = self._bounded(
-            "look up an answer",
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM cache_entries WHERE question_hash = %s AND deleted_at IS NULL "
-                "AND (expires_at IS NULL OR expires_at > now())",
-                (question_hash,),
-            ).fetchall(),
-        )
+        if self._rest_key is not None:
+            found = self._bounded(
+                "look up an answer", lambda api: api.call("thrift_lookup", {"p_question_hash": question_hash})
+            )
+            rows = [_rest_row(r, _COLUMNS.split(", ")) for r in found or []]
+        else:
+            rows = (
+                self._bounded(
+                    "look up an answer",
+                    lambda conn: conn.execute(
+                        f"SELECT {_COLUMNS} FROM thrift_lookup(%s)", (question_hash,)
+                    ).fetchall(),
+                )
+                or []
+            )
         return self._entry(rows[0]) if rows else None
 
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
-        rows = self._bounded(
-            "search",
-            lambda conn: conn.execute(
-                "SELECT m.id, m.namespace, m.query, m.question_hash, m.response, m.created_at, "
-                "NULL, 0, m.expires_at, m.embedding, m.similarity "
-                "FROM match_cache_entries(%s, 0.0, %s, %s) m",
-                (vector, k, namespace),
-            ).fetchall(),
-        )
-        return [Candidate(self._entry(row[:10]), float(row[10])) for row in rows or []]
+        if self._rest_key is not None:
+            from thrift_cli.remote_rest import vector_text
+
+            args = {
+                "query_embedding": vector_text(vector),
+                "match_threshold": 0.0,
+                "match_count": k,
+                "p_namespace": namespace,
+            }
+            found = self._bounded("search", lambda api: api.call("match_cache_entries", args))
+            rows = [_rest_match(r) for r in found or []]
+        else:
+            rows = (
+                self._bounded(
+                    "search",
+                    lambda conn: conn.execute(
+                        "SELECT m.id, m.namespace, m.query, m.question_hash, m.response, m.created_at, "
+                        "NULL, 0, m.expires_at, m.embedding, m.similarity "
+                        "FROM match_cache_entries(%s, 0.0, %s, %s) m",
+                        (vector, k, namespace),
+                    ).fetchall(),
+                )
+                or []
+            )
+        return [Candidate(self._entry(row[:10]), float(row[10])) for row in rows]
 
     def store(self, entry: CacheEntry, vector: np.ndarray | None, *, replace: bool = False) -> CacheEntry:
         return entry  # pushed by `thrift sync`, with its conflict rules
@@ -100,6 +131,10 @@ class RemoteTier(Tier):
         included; None (and one warning) if it fails or does not finish in time."""
         if time.monotonic() < self._down_until:
             return None
+        if self._rest_key is not None and self._conn is None:
+            from thrift_cli.remote_rest import preload
+
+            preload()  # the client library, imported before the clock starts: no network time
         outcome: dict[str, Any] = {}
 
         def work() -> None:
@@ -126,11 +161,25 @@ class RemoteTier(Tier):
     def _connect(self) -> Any:
         from thrift_cli import remote_db
 
+        if self._rest_key is not None:
+            return self._rest_client()
+
         conn = remote_db.connect(self.url, self._api_key, timeout=max(self.timeout, 1.0))
         # The server gives up too, so an abandoned query does not run on.
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(self.timeout * 1000)}ms",))
         remote_db.tenant(conn)  # an unknown or revoked key: one warning, not silence
         return conn
+
+    def _rest_client(self) -> Any:
+        from thrift_cli.remote_rest import RestClient
+
+        api = RestClient(self.url, self._rest_key or "", self._api_key, timeout=self.timeout)
+        session = api.call("thrift_session", {})
+        if not isinstance(session, dict) or session.get("tenant") is None:
+            from thrift_cli.remote_db import RemoteError
+
+            raise RemoteError("the remote does not know this API key, or it was revoked (set THRIFT_API_KEY)")
+        return api
 
     def _entry(self, row: tuple[Any, ...]) -> CacheEntry:
         entry = CacheEntry(
@@ -165,8 +214,28 @@ class RemoteTier(Tier):
             )
 
 
-def _seconds(value: datetime | float) -> float:
+def _seconds(value: datetime | float | str) -> float:
+    if isinstance(value, str):  # the REST path's JSON: ISO 8601
+        return datetime.fromisoformat(value).timestamp()
     return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _rest_row(row: dict[str, Any], columns: list[str]) -> tuple[Any, ...]:
+    """A row of PostgREST's JSON as the tuple the Postgres path reads, the vector parsed."""
+    from thrift_cli.remote_rest import parse_vector
+
+    return tuple(parse_vector(row[c]) if c == "embedding" else row[c] for c in columns)
+
+
+def _rest_match(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A row of match_cache_entries in PostgREST's JSON, as the Postgres path's search reads it."""
+    return (
+        *_rest_row(row, _COLUMNS.split(", ")[:6]),
+        None,
+        0,
+        *_rest_row(row, ["expires_at", "embedding"]),
+        row["similarity"],
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -261,3 +261,29 @@ def test_ask_remote_with_the_api_down_warns_once_and_answers_locally(project, th
     assert err.count("warning") == 1 and "using the local cache only" in err and "Traceback" not in err
     again = thrift("ask", "--remote", "What is a monad?", "--", *fake_llm.command(), env=env)
     assert again.code == 0 and again.stdout == ran.stdout and len(fake_llm.calls) == 1
+
+
+def test_remote_status_and_doctor_over_the_rest_api(project, thrift, tmp_path):
+    home = tmp_path / "h"
+    fill(home, [entry("one"), entry("two", namespace="other-ns")])
+    project.sync(home)
+    ran = thrift("remote", "status", "--json", env=project.env(home))
+    assert ran.code == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert (report["tenant"], report["entries"], report["namespaces"], report["tombstones"]) == (
+        "team",
+        2,
+        2,
+        0,
+    )
+    assert report["schema"] == remote_db.migrations()[-1][0] and report["rtt_ms"] > 0
+    assert report["remote"] == f"{project.api.url} (REST)"
+    other = json.loads(thrift("remote", "status", "--json", env=project.env(home, "other")).stdout)
+    assert (other["tenant"], other["entries"]) == ("other", 0)  # the counts are the caller's only
+
+    doctor = thrift("doctor", "--json", env=project.env(home))
+    (check,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "remote"]
+    assert check["status"] == "ok" and "tenant team, 2 entries" in check["detail"]
+    unknown = thrift("doctor", "--json", env={**project.env(home), "THRIFT_API_KEY": "sc_nobody"})
+    (check,) = [c for c in json.loads(unknown.stdout)["checks"] if c["name"] == "remote"]
+    assert check["status"] == "fail" and "does not know this API key" in check["detail"]

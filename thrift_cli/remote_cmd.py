@@ -101,19 +101,33 @@ def status(
     """Report the remote's schema version, this key's tenant and its row counts, and the round-trip time."""
     from thrift_cli import remote_db
 
-    url = _url()
+    config.check_environment()
+    where = config.remote()
+    if where is None:
+        raise UsageError(
+            "no remote: set SUPABASE_DB_URL or DATABASE_URL (or SUPABASE_URL and SUPABASE_KEY), "
+            "or thrift config set database_url URL"
+        )
+    url, rest_key = where
     api_key = config.value("api_key")
     if api_key is None:
         raise UsageError(
             "no API key: set THRIFT_API_KEY or thrift config set api_key KEY (thrift remote key create)"
         )
-    with remote_db.connect(url, api_key) as conn, remote_db.errors_reported(url):
-        report = remote_db.status(conn)
+    if rest_key is not None:
+        from thrift_cli import remote_rest
+
+        report = remote_rest.status(url, rest_key, api_key)
+        shown = f"{url} (REST)"
+    else:
+        with remote_db.connect(url, api_key) as conn, remote_db.errors_reported(url):
+            report = remote_db.status(conn)
+        shown = remote_db.shown_url(url)
     if as_json:
-        print(json.dumps({"remote": remote_db.shown_url(url), **report}))
+        print(json.dumps({"remote": shown, **report}))
         return 0
     print(
-        f"remote {remote_db.shown_url(url)}: schema {report['schema']}, tenant {report['tenant']}: "
+        f"remote {shown}: schema {report['schema']}, tenant {report['tenant']}: "
         f"{report['entries']:,} entries in {report['namespaces']:,} namespaces "
         f"({report['tombstones']:,} deleted), round trip {report['rtt_ms']:.1f} ms"
     )

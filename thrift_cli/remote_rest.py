@@ -101,6 +101,29 @@ def api_reason(exc: Any) -> str:
     return f"{text} ({exc.code})" if exc.code else text
 
 
+def status(url: str, key: str, api_key: str) -> dict[str, Any]:
+    """`remote_db.status` over REST: schema, this tenant's row counts, the round trip of a
+    call (connecting included)."""
+    import time
+
+    client = RestClient(url, key, api_key)
+    try:
+        started = time.perf_counter()
+        session = client.call("thrift_session", {})
+        rtt_ms = (time.perf_counter() - started) * 1000.0
+        if not isinstance(session, dict) or session.get("tenant") is None:
+            why = "the remote does not know this API key, or it was revoked"
+            raise RemoteError(f"{why} (set THRIFT_API_KEY)", why)
+        from thrift_cli.remote_db import EMBEDDING_MODEL
+
+        if session.get("model") not in (None, EMBEDDING_MODEL):
+            raise RemoteError(f"the remote's vectors come from {session['model']}, not {EMBEDDING_MODEL}")
+        report = client.call("thrift_status", {})
+    finally:
+        client.close()
+    return {**report, "rtt_ms": round(rtt_ms, 2)}
+
+
 # -- values as PostgREST writes them --------------------------------------------------
 
 

@@ -33,6 +33,17 @@ BEGIN
 END
 $$;
 
+-- `thrift remote status` over REST: the caller's row counts.
+CREATE FUNCTION thrift_status() RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'schema', (SELECT max(name) FROM thrift_migrations),
+        'tenant', thrift_caller(),
+        'entries', count(*) FILTER (WHERE deleted_at IS NULL),
+        'tombstones', count(*) FILTER (WHERE deleted_at IS NOT NULL),
+        'namespaces', count(DISTINCT namespace) FILTER (WHERE deleted_at IS NULL))
+    FROM cache_entries WHERE api_key = (SELECT thrift_caller())
+$$;
+
 -- A push batch is staged in two temporary tables (COPY fills them on the Postgres path,
 -- thrift_push on the REST path), then applied by thrift_apply_push in the same transaction.
 CREATE FUNCTION thrift_stage_push() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
@@ -233,7 +244,7 @@ AS $$
     ORDER BY nearest.similarity DESC
 $$;
 
-GRANT EXECUTE ON FUNCTION thrift_session, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push,
+GRANT EXECUTE ON FUNCTION thrift_session, thrift_status, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push,
     thrift_apply_push, thrift_push, thrift_pull, thrift_count_changes, thrift_pushed, thrift_lookup
     TO thrift_client, thrift_admin;
 
@@ -251,7 +262,7 @@ BEGIN
             EXECUTE format('GRANT SELECT, INSERT, DELETE ON sync_pushes TO %I', r);
             EXECUTE format('GRANT SELECT ON api_keys, thrift_meta, thrift_migrations TO %I', r);
             EXECUTE format('GRANT EXECUTE ON FUNCTION thrift_tenant, thrift_key_hash, match_cache_entries, '
-                           'thrift_session, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push, '
+                           'thrift_session, thrift_status, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push, '
                            'thrift_apply_push, thrift_push, thrift_pull, thrift_count_changes, thrift_pushed, '
                            'thrift_lookup TO %I', r);
         END IF;

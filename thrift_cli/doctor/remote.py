@@ -21,7 +21,7 @@ def check_remote(context: Context) -> Iterator[Check]:
         yield Check("remote", FAIL, f"cannot tell: {exc}", "see the environment line")
         return
     if url is None:
-        yield Check("remote", OFF, "not configured (set SUPABASE_DB_URL, DATABASE_URL or database_url)")
+        yield from _check_rest(context, api_key)
         return
     shown = config.masked("database_url", url)
     unset = (
@@ -68,3 +68,41 @@ def check_remote(context: Context) -> Iterator[Check]:
         f"round trip {report['rtt_ms']:.1f} ms"
     )
     yield Check("remote", OK, detail)
+
+
+def _check_rest(context: Context, api_key: str | None) -> Iterator[Check]:
+    """The Supabase REST path, when SUPABASE_URL + SUPABASE_KEY are set instead."""
+    from thrift_cli import remote_db, remote_rest
+
+    try:
+        url, key = context.settings.value("supabase_url")[0], context.settings.value("supabase_key")[0]
+    except UsageError as exc:
+        yield Check("remote", FAIL, f"cannot tell: {exc}", "see the environment line")
+        return
+    if url is None and key is None:
+        yield Check("remote", OFF, "not configured (set SUPABASE_DB_URL, DATABASE_URL or database_url)")
+        return
+    if url is None or key is None:
+        missing = "SUPABASE_KEY" if key is None else "SUPABASE_URL"
+        yield Check("remote", FAIL, f"the Supabase REST path lacks {missing}", f"set {missing}")
+        return
+    if api_key is None:
+        yield Check("remote", FAIL, f"{url} (REST): no api_key", "set THRIFT_API_KEY")
+        return
+    try:
+        report = remote_rest.status(url, key, api_key)
+    except remote_db.RemoteError as exc:
+        yield Check(
+            "remote",
+            FAIL,
+            f"{url} (REST): {exc.reason}",
+            "thrift remote init (over SUPABASE_DB_URL), "
+            "check SUPABASE_KEY, THRIFT_API_KEY and that the project is up",
+        )
+        return
+    yield Check(
+        "remote",
+        OK,
+        f"{url} (REST): schema {report['schema']}, tenant {report['tenant']}, {report['entries']:,} entries, "
+        f"round trip {report['rtt_ms']:.1f} ms",
+    )

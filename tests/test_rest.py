@@ -7,7 +7,11 @@ level: no PostgREST server exists on PyPI or Debian to run for real."""
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import thrift_executable
 from pg_servers import closed_port, connect
 from rest_servers import MAX_ROWS, PREFIX, PostgrestServer, setup_roles
-from test_sync import entry, fill, hit, local_rows, qhash
+from test_sync import _filled_with_hits, entry, fill, hit, local_rows, qhash
 
 from thrift_cli import remote_db
 from thrift_cli.home import db_path
@@ -287,3 +292,51 @@ def test_remote_status_and_doctor_over_the_rest_api(project, thrift, tmp_path):
     unknown = thrift("doctor", "--json", env={**project.env(home), "THRIFT_API_KEY": "sc_nobody"})
     (check,) = [c for c in json.loads(unknown.stdout)["checks"] if c["name"] == "remote"]
     assert check["status"] == "fail" and "does not know this API key" in check["detail"]
+
+
+def _sync_process(project: Project, home: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*thrift_executable(), "sync", *args],
+        env={**os.environ, **project.env(home), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _assert_exact(project: Project, home: Path, counts: dict[str, int]) -> None:
+    from thrift_sync.mirror import Mirror
+
+    assert {h: v[1] for h, v in project.rows().items()} == counts  # none lost, none twice, hits exact
+    assert {h: v[2] for h, v in local_rows(home).items()} == counts
+    mirror = Mirror(db_path(home))
+    assert mirror.count_unpushed(time.time()) == (0, 0) and mirror.pending() is None
+    mirror.close()
+
+
+@pytest.mark.parametrize("point", ["push-before-commit", "push-after-commit"])
+def test_a_rest_push_killed_around_its_request_counts_each_hit_once(project, tmp_path, point):
+    home = tmp_path / "a"
+    counts = _filled_with_hits(home, 600)
+    killed = _sync_process(project, home, "--push", THRIFT_SYNC_BATCH="100", THRIFT_SYNC_FAULT=f"{point}:3")
+    assert killed.wait(60) == -signal.SIGKILL
+    rerun = _sync_process(project, home, THRIFT_SYNC_BATCH="100")
+    assert rerun.wait(60) == 0, rerun.stderr.read()
+    _assert_exact(project, home, counts)
+
+
+def test_a_rest_push_killed_at_random_points_loses_and_duplicates_nothing(project, tmp_path):
+    home = tmp_path / "a"
+    counts = _filled_with_hits(home, 1500)
+    rng, kills = random.Random(7), 0
+    for _ in range(8):
+        proc = _sync_process(project, home, "--push", THRIFT_SYNC_BATCH="100")
+        time.sleep(rng.uniform(0.3, 1.2))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+    assert kills >= 2, "the pushes finished before any kill"
+    rerun = _sync_process(project, home, THRIFT_SYNC_BATCH="100")
+    assert rerun.wait(120) == 0, rerun.stderr.read()
+    _assert_exact(project, home, counts)

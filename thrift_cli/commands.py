@@ -430,7 +430,7 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move; change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> int:
-    """Two-way sync of the local cache with the team's remote (Postgres: DATABASE_URL).
+    """Two-way sync of the local cache with the team's remote (DATABASE_URL, or SUPABASE_URL + SUPABASE_KEY).
 
     Example: thrift sync
 

@@ -14,10 +14,17 @@ from thrift_cli.errors import UsageError
 from thrift_sync.engine import SyncResult, sync
 
 
-def run(*, push_only: bool, pull_only: bool, dry_run: bool, as_json: bool) -> int:
-    """Sync (both ways, or --push / --pull only); print the summary; the exit code."""
-    from thrift_cli.home import db_path
+def run(*, push_only: bool, pull_only: bool, dry_run: bool, as_json: bool, background: bool = False) -> int:
+    """Sync (both ways, or --push / --pull only); print the summary; the exit code.
+    `background`: the push a stored miss starts with push_on_store (background.py)."""
+    from thrift_cli.home import db_path, thrift_home
 
+    if background:
+        if pull_only or dry_run or as_json:
+            raise UsageError("--background pushes only: without --pull, --dry-run or --json")
+        from thrift_sync import background as background_push
+
+        return background_push.run(thrift_home())
     config.check_environment()
     if push_only and pull_only:
         raise UsageError("--push and --pull cannot be used together (without either, sync does both)")

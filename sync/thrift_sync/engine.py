@@ -117,10 +117,12 @@ def sync(
     dry_run: bool = False,
     batch: int | None = None,
     progress: Progress | None = None,
+    locked: Callable[[], None] | None = None,
 ) -> SyncResult:
     """Sync the cache file at `db_path` with the remote at `url`, as `api_key`'s tenant.
     The remote is reached (and checked) before the cache file is opened: when it cannot
-    be, nothing local changes."""
+    be, nothing local changes. `locked` is called once this sync holds the home's sync
+    lock, before it reads anything (the background push's queue, background.py)."""
     import psycopg
 
     started = time.monotonic()
@@ -129,6 +131,8 @@ def sync(
     result = SyncResult(remote=remote.where, tenant=remote.tenant, dry_run=dry_run)
     try:
         with _SyncLock(db_path.parent):
+            if locked:
+                locked()
             mirror = Mirror(db_path)
             try:
                 if dry_run:

@@ -27,6 +27,7 @@ NAMES = [
     "helper",
     "redis",
     "remote",
+    "push on store",
 ]
 
 
@@ -90,7 +91,7 @@ def test_a_healthy_cache_passes_every_check(doctor, thrift, fake_llm, isolated_e
     assert [c["name"] for c in report.checks] == NAMES
     for name in ("config", "environment", "cache file", "sqlite-vec", "model", "index"):
         assert report.status(name) == ["ok"], report.lines
-    for name in ("onnx model", "helper", "redis", "remote"):  # nothing of them to check: not failures
+    for name in ("onnx model", "helper", "redis", "remote", "push on store"):  # nothing to check: no failures
         assert report.status(name) == ["off"], report.lines
     db = isolated_env / "cache.db"
     assert (

@@ -340,3 +340,14 @@ def test_a_rest_push_killed_at_random_points_loses_and_duplicates_nothing(projec
     rerun = _sync_process(project, home, THRIFT_SYNC_BATCH="100")
     assert rerun.wait(120) == 0, rerun.stderr.read()
     _assert_exact(project, home, counts)
+
+
+def test_push_on_store_reaches_the_remote_over_rest(project, thrift, fake_llm, tmp_path):
+    home = tmp_path / "h"
+    env = {**project.env(home), "THRIFT_PUSH_ON_STORE": "true"}
+    ran = thrift("ask", "What is a B-tree?", "--", *fake_llm.command(), env=env)
+    assert ran.code == 0 and ran.stderr == ""
+    deadline = time.monotonic() + 30
+    while not project.rows() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [v[0] for v in project.rows().values()] == [ran.stdout.decode()]

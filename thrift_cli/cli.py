@@ -86,7 +86,26 @@ def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
     if result.error:
         print(f"thrift: {result.error}", file=sys.stderr)
     _report(result, as_json=parsed["as_json"], verbose=parsed["verbose"])
+    if result.stored:
+        _push_on_store()
     return result.exit_code
+
+
+def _push_on_store() -> None:
+    """With push_on_store, the answer just stored goes to the remote now, through a process
+    of its own (push_on_store.py). Last: the answer and the report are written, the cache
+    closed and the single-flight lock released, so the user waits for nothing but a fork."""
+    from thrift_cli import push_on_store
+    from thrift_cli.home import db_path
+
+    try:
+        home = db_path().parent
+        if push_on_store.wanted(home):
+            push_on_store.start(home)
+    except ThriftError:
+        # The settings were checked before the ask (a bad one was its error); one that
+        # changed since must not change the outcome of an ask already answered.
+        pass
 
 
 def _ask(

@@ -429,6 +429,11 @@ def sync(
     pull: Annotated[bool, typer.Option("--pull", help="Only pull the remote's changes.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would move; change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    background: Annotated[
+        bool,
+        # What thrift ask starts after a stored miss with push_on_store (thrift_sync/background.py).
+        typer.Option("--background", hidden=True, help="Push as push_on_store does: logged, queued once."),
+    ] = False,
 ) -> int:
     """Two-way sync of the local cache with the team's remote (DATABASE_URL, or SUPABASE_URL + SUPABASE_KEY).
 
@@ -438,4 +443,4 @@ def sync(
     """  # noqa: E501
     from thrift_sync.command import run
 
-    return run(push_only=push, pull_only=pull, dry_run=dry_run, as_json=as_json)
+    return run(push_only=push, pull_only=pull, dry_run=dry_run, as_json=as_json, background=background)

@@ -287,6 +287,13 @@ SETTINGS: dict[str, Setting] = {
             "after a local miss, ask the remote too (thrift ask --remote)",
         ),
         Setting(
+            "push_on_store",
+            "THRIFT_PUSH_ON_STORE",
+            boolean,
+            False,
+            "after a miss is stored, push it to the remote at once, in the background",
+        ),
+        Setting(
             "remote_timeout",
             "THRIFT_REMOTE_TIMEOUT",
             duration,

@@ -122,17 +122,22 @@ def sync(
     batch: int | None = None,
     progress: Progress | None = None,
     rest_key: str | None = None,
+    locked: Callable[[], None] | None = None,
 ) -> SyncResult:
     """Sync the cache file at `db_path` with the remote at `url`, as `api_key`'s tenant:
     a Postgres URL, or with `rest_key` (SUPABASE_KEY) a Supabase project's URL, reached
     through its REST API. The remote is reached (and checked) before the cache file is
-    opened: when it cannot be, nothing local changes."""
+    opened: when it cannot be, nothing local changes. `locked` is called once this sync
+    holds the home's sync lock, before it reads anything (the background push's queue,
+    background.py)."""
     started = time.monotonic()
     remote = open_remote(url, api_key, rest_key)
     batch = batch or batch_size(remote.max_batch)
     result = SyncResult(remote=remote.where, tenant=remote.tenant, dry_run=dry_run)
     try:
         with _SyncLock(db_path.parent):
+            if locked:
+                locked()
             mirror = Mirror(db_path)
             try:
                 if dry_run:

@@ -3,7 +3,8 @@
 Each check is a function of the `Context` that yields `Check`s, one line each of the
 report, in this order: the config file and the environment (settings.py), the cache file
 and sqlite-vec (cache.py), the embedding model, its ONNX build and the HNSW graphs
-(model.py), the helper and Redis (services.py).
+(model.py), the helper and Redis (services.py), the remote and push_on_store
+(remote.py).
 
 A check never raises (`run` turns anything unexpected into a failed line) and changes
 nothing: the cache file is opened as a lookup opens it and only read, and nothing is
@@ -86,6 +87,7 @@ def run(home: Path | None = None) -> list[Check]:
         ("helper", services.check_helper),
         ("redis", services.check_redis),
         ("remote", remote.check_remote),
+        ("push on store", remote.check_push_on_store),
     ]
     try:
         return [check for name, step in steps for check in _guarded(name, step, context)]

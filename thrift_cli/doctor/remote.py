@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from thrift_cli import config
-from thrift_cli.doctor import FAIL, OFF, OK, Check, Context
+from thrift_cli.doctor import FAIL, OFF, OK, WARN, Check, Context
 from thrift_cli.errors import UsageError
 
 
@@ -106,3 +106,43 @@ def _check_rest(context: Context, api_key: str | None) -> Iterator[Check]:
         f"{url} (REST): schema {report['schema']}, tenant {report['tenant']}, {report['entries']:,} entries, "
         f"round trip {report['rtt_ms']:.1f} ms",
     )
+
+
+def check_push_on_store(context: Context) -> Iterator[Check]:
+    """push_on_store: whether a miss is pushed at once, and how the last push went (its
+    log, push_on_store.py)."""
+    from thrift_cli import push_on_store
+
+    settings = context.settings
+    try:
+        on, source = settings.value("push_on_store")
+        rest = [settings.value(k)[0] for k in ("supabase_url", "supabase_key")]
+        remote = settings.value("database_url")[0] is not None or None not in rest
+    except UsageError as exc:
+        yield Check("push on store", FAIL, f"cannot tell: {exc}", "see the environment line")
+        return
+    if not on:
+        yield Check("push on store", OFF, "off: thrift sync pushes new answers")
+        return
+    if not remote:
+        yield Check(
+            "push on store",
+            WARN,
+            f"on ({source}), but no remote is configured: nothing is pushed",
+            "set SUPABASE_DB_URL or DATABASE_URL, or thrift config set push_on_store false",
+        )
+        return
+    home = context.home
+    last = push_on_store.last_outcome(home) if home is not None else None
+    if home is None or last is None:
+        yield Check("push on store", OK, "on: no background push yet")
+    elif last.failed:
+        log = home / push_on_store.LOG_NAME
+        yield Check(
+            "push on store",
+            WARN,
+            f"the last background push ({last.when}) failed: {last.text}",
+            f"see the remote line; thrift sync pushes what is left (the log: {log})",
+        )
+    else:
+        yield Check("push on store", OK, f"on: the last background push ({last.when}): {last.text}")

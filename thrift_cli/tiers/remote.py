@@ -15,7 +15,7 @@ worker thread, and a call that has not answered in time is abandoned. Down, slow
 refusing, the tier prints one warning and misses; the local answer path is unchanged.
 (The REST path's client library is imported before the clock starts: ~0.25 s, once per
 process, that is no network time.) A miss's answer is not written here: `thrift sync`
-pushes it.
+pushes it (or, with push_on_store, a push started once the ask has answered).
 """
 
 from __future__ import annotations

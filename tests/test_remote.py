@@ -59,7 +59,7 @@ def test_init_applies_the_schema_once_and_records_it(pg_database, thrift):
         ).fetchall()
         assert forced == [("api_keys", True, True), ("cache_entries", True, True)]
         indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'cache_entries'").fetchall()
-        assert any("hnsw" in d and "vector_cosine_ops" in d for (d,) in indexes)
+        assert any("hnsw" in d and "halfvec(384)" in d and "halfvec_cosine_ops" in d for (d,) in indexes)
 
 
 def test_keys_are_stored_as_hashes_only(remote, thrift):
@@ -187,8 +187,8 @@ def test_the_rpc_finds_the_nearest_above_the_threshold_through_hnsw(remote, thri
             plan = "\n".join(
                 r[0]
                 for r in conn.execute(
-                    "EXPLAIN SELECT id FROM cache_entries WHERE deleted_at IS NULL "
-                    "ORDER BY embedding <=> %s LIMIT 5",
+                    "EXPLAIN SELECT id FROM cache_entries WHERE deleted_at IS NULL "  # match_cache_entries' order
+                    "ORDER BY embedding::halfvec(384) <=> %s::vector(384)::halfvec(384) LIMIT 5",
                     (unit(3),),
                 )
             )

@@ -209,41 +209,6 @@ CREATE FUNCTION thrift_lookup(p_question_hash text) RETURNS TABLE (
       AND e.deleted_at IS NULL AND (e.expires_at IS NULL OR e.expires_at > now())
 $$;
 
--- ThriftLM's RPC, now naming the caller's tenant itself as well (see the top).
-CREATE OR REPLACE FUNCTION match_cache_entries(
-    query_embedding vector(384),
-    match_threshold float8 DEFAULT 0.85,
-    match_count integer DEFAULT 5,
-    p_namespace text DEFAULT NULL
-) RETURNS TABLE (
-    id uuid,
-    query text,
-    response text,
-    similarity float8,
-    namespace text,
-    question_hash text,
-    created_at timestamptz,
-    expires_at timestamptz,
-    embedding vector(384)
-) LANGUAGE sql STABLE
-SET hnsw.iterative_scan = relaxed_order
-SET hnsw.ef_search = 400
-AS $$
-    SELECT * FROM (
-        SELECT e.id, e.query, e.response, 1 - (e.embedding <=> query_embedding) AS similarity,
-               e.namespace, e.question_hash, e.created_at, e.expires_at, e.embedding
-        FROM cache_entries e
-        WHERE e.api_key = (SELECT thrift_caller())
-          AND e.deleted_at IS NULL
-          AND (e.expires_at IS NULL OR e.expires_at > now())
-          AND (p_namespace IS NULL OR e.namespace = p_namespace)
-        ORDER BY e.embedding <=> query_embedding
-        LIMIT match_count
-    ) nearest
-    WHERE nearest.similarity >= match_threshold
-    ORDER BY nearest.similarity DESC
-$$;
-
 GRANT EXECUTE ON FUNCTION thrift_session, thrift_status, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push,
     thrift_apply_push, thrift_push, thrift_pull, thrift_count_changes, thrift_pushed, thrift_lookup
     TO thrift_client, thrift_admin;

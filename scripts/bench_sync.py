@@ -52,6 +52,7 @@ def main() -> int:
         default="10000,100000",
         help="entries pushed and pulled by thrift sync, one run per comma-separated size",
     )
+    parser.add_argument("--runs", type=int, default=15, help="cold asks per ask row")
     args = parser.parse_args()
 
     url, server = remote_database()
@@ -59,6 +60,8 @@ def main() -> int:
         rows = []
         for size in (int(n) for n in args.sync_entries.split(",")):
             rows += sync_rows(url, size, args.base_questions)
+        if server is not None:
+            rows += ask_rows(server, args.runs)
         rows += run(url, server, args.entries, args.queries, args.base_questions)
     finally:
         if server is not None:
@@ -233,6 +236,76 @@ def sync_rows(url: str, n: int, base_questions: int) -> list[tuple]:
             "entries/s",
         ),
         (f"`thrift sync` pull of {n:,} entries into an empty home", n / pull_s, None, "entries/s"),
+    ]
+
+
+def ask_rows(server: Any, runs: int) -> list[tuple]:
+    """A cold `thrift ask --remote` whose answer only the remote has (each run a fresh
+    THRIFT_HOME, so each is a remote hit), over the Postgres protocol and over the REST
+    path; the REST API is tests/rest_servers.py's PostgREST stand-in (a Python server that
+    opens a database connection per request: slower than PostgREST's pool), so its row
+    bounds the client's cost from above. Against the local exact hit of the same run."""
+    import subprocess
+    import tempfile
+
+    from rest_servers import PostgrestServer, setup_roles
+
+    from thrift_cli import keys, remote_db
+
+    admin = server.create_database(f"ask_{uuid.uuid4().hex[:8]}")
+    authenticator = setup_roles(server, admin)  # before init, as on Supabase: init grants `anon`
+    with remote_db.connect(admin) as conn:
+        remote_db.migrate(conn)
+        key = remote_db.create_key(conn, "bench@example.com", tenant="bench")
+    client = server.create_role(f"bench_{uuid.uuid4().hex[:6]}", database=admin.rsplit("/", 1)[1])
+    with remote_db.connect(admin) as conn:
+        conn.execute(f'GRANT thrift_client TO "{client.split("://", 1)[1].split("@", 1)[0]}"')
+    anon_key = "bench-anon-key"
+    thrift = [sys.executable, "-m", "thrift_cli"]
+    question, answer = "How do I learn to code quickly?", "Practice every day."
+    command = ["echo", answer]
+    namespace = keys.command_namespace(command)
+    with remote_db.connect(client, key) as conn:  # made on another machine, never pulled here
+        from thrift_cli.embed import default_embedder
+
+        conn.execute(
+            "INSERT INTO cache_entries (api_key, query, response, embedding, namespace, question_hash) "
+            "VALUES (thrift_tenant(), %s, %s, %s, %s, %s)",
+            (
+                question,
+                answer,
+                default_embedder().embed([question])[0],
+                namespace,
+                keys.exact_key(namespace, question),
+            ),
+        )
+    ask = [*thrift, "ask", "--remote", question, "--", *command]
+
+    def cold(env: dict[str, str]) -> float:
+        times = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as home:
+                started = time.perf_counter()
+                done = subprocess.run(ask, env={**env, "THRIFT_HOME": home}, capture_output=True)
+                times.append((time.perf_counter() - started) * 1000)
+                assert done.returncode == 0 and done.stdout.strip() == answer.encode(), done.stderr
+        return statistics.median(times)
+
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SUPABASE_DB_URL")}
+    base["THRIFT_API_KEY"] = key
+    with tempfile.TemporaryDirectory() as home:
+        local_env = {**base, "THRIFT_HOME": home}
+        subprocess.run(
+            [*thrift, "ask", question, "--", *command], env=local_env, check=True, capture_output=True
+        )
+        local = bench_speed.timed_runs([*thrift, "ask", question, "--", *command], runs, local_env)
+    postgres = cold({**base, "DATABASE_URL": client})
+    with PostgrestServer(authenticator, anon_key) as api:
+        rest = cold({**base, "SUPABASE_URL": api.url, "SUPABASE_KEY": anon_key})
+    return [
+        ("cold `thrift ask` exact hit from the local file (for comparison)", local, None, "ms"),
+        ("cold `thrift ask --remote` exact hit only the remote has, over Postgres", postgres, None, "ms"),
+        ("the same over the REST path (supabase client; a Python PostgREST stand-in)", rest, None, "ms"),
     ]
 
 

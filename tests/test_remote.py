@@ -187,7 +187,8 @@ def test_the_rpc_finds_the_nearest_above_the_threshold_through_hnsw(remote, thri
             plan = "\n".join(
                 r[0]
                 for r in conn.execute(
-                    "EXPLAIN SELECT id FROM cache_entries WHERE deleted_at IS NULL "  # match_cache_entries' order
+                    # match_cache_entries' order, as the halfvec index holds it
+                    "EXPLAIN SELECT id FROM cache_entries WHERE deleted_at IS NULL "
                     "ORDER BY embedding::halfvec(384) <=> %s::vector(384)::halfvec(384) LIMIT 5",
                     (unit(3),),
                 )

@@ -105,17 +105,22 @@ def figures(
     conn.execute("BEGIN")
     try:
         last = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        counts = _counts(conn, window)
+        counts = _miss_counts(conn, window)
+        hit_groups = _hit_groups(conn, window)
+        for _entry, _ns, n, exact, redis, remote, *_rest in hit_groups:
+            for key, count in (
+                (("exact", "local"), exact),
+                (("semantic", "local"), n - exact),
+                (("source", "redis"), redis),
+                (("source", "remote"), remote),
+            ):
+                counts[(*key, None)] = counts.get((*key, None), 0) + count
+        saved = _saved(hit_groups, _calls(conn, {g[0] for g in hit_groups}))
+        medians = _medians(conn, {row[0] for row in saved if row[4]})
         vetoed_misses = _vetoed_misses(conn, window)
         entries = _entries(conn, window, now)
-        saved = _saved(conn, window)
-        medians = _medians(conn, {row[0] for row in saved if row[4]})
-        latencies = {
-            "exact": _latencies(conn, window, "tier = 'exact'"),
-            "semantic": _latencies(conn, window, "tier = 'semantic'"),
-            "miss_overhead": _latencies(conn, window, "tier = 'miss' AND call_ms IS NOT NULL"),
-        }
-        top_rows = _top(conn, window, top)
+        latencies = _latencies(conn, window)
+        top_rows = _top(conn, hit_groups, top)
         veto_total, veto_rows = _vetoes(conn, window, recent_vetoes)
     finally:
         conn.execute("ROLLBACK")
@@ -140,14 +145,62 @@ def figures(
 # -- the queries --------------------------------------------------------------------------
 
 
-def _counts(conn: Any, window: Window) -> dict[tuple[str, str, str | None], int]:
+def _miss_counts(conn: Any, window: Window) -> dict[tuple[str, str, str | None], int]:
     where, params = window.where()
     rows = conn.execute(
-        f"SELECT tier, coalesce(source, 'local'), outcome, count(*) FROM events WHERE {where} "
-        "GROUP BY tier, coalesce(source, 'local'), outcome",
-        params,
+        f"SELECT outcome, count(*) FROM events WHERE tier = 'miss' AND {where} GROUP BY outcome", params
     )
-    return {(tier, source, outcome): n for tier, source, outcome, n in rows}
+    return {("miss", "local", outcome): n for outcome, n in rows}
+
+
+def _hit_groups(conn: Any, window: Window) -> list[tuple[Any, ...]]:
+    """One row per entry served in the window: (entry_id, namespace, hits, exact ones,
+    from redis, from remote, sum of latency_ms, tokens, last hit)."""
+    where, params = window.where()
+    per_text = f"(coalesce({{}}, 0) + {TOKEN_BYTES - 1}) / {TOKEN_BYTES}"
+    return list(
+        conn.execute(
+            "SELECT entry_id, min(namespace), count(*), sum(tier = 'exact'), sum(source = 'redis'), "
+            "sum(source = 'remote'), sum(latency_ms), "
+            f"sum({per_text.format('answer_bytes')} + {per_text.format('question_bytes')}), max(at) "
+            f"FROM events WHERE {_HIT} AND {where} GROUP BY entry_id",
+            params,
+        )
+    )
+
+
+def _calls(conn: Any, entry_ids: set[str]) -> dict[str, float]:
+    """The call time of the miss that stored each of `entry_ids` (the first one, should a
+    race have recorded two), through the partial index events_stored_entry."""
+    calls: dict[str, float] = {}
+    ids = sorted(i for i in entry_ids if i is not None)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = conn.execute(
+            f"SELECT entry_id, call_ms FROM events WHERE {_STORED_MISS} AND call_ms IS NOT NULL "
+            f"AND entry_id IN ({','.join('?' * len(chunk))}) ORDER BY id DESC",
+            chunk,
+        )
+        calls.update(rows)  # the oldest last: it wins
+    return calls
+
+
+def _saved(hit_groups: list[tuple[Any, ...]], calls: Mapping[str, float]) -> list[tuple[Any, ...]]:
+    """Per namespace: (namespace, hits, hits with a known call, ms saved by those, hits
+    without one, their lookup ms, tokens)."""
+    per: dict[str, list[Any]] = {}
+    for entry_id, ns, n, _exact, _redis, _remote, latency, tokens_, _last in hit_groups:
+        row = per.setdefault(ns, [ns, 0, 0, 0.0, 0, 0.0, 0])
+        row[1] += n
+        row[6] += tokens_ or 0
+        call = calls.get(entry_id)
+        if call is not None:
+            row[2] += n
+            row[3] += n * call - (latency or 0.0)
+        else:
+            row[4] += n
+            row[5] += latency or 0.0
+    return [tuple(row) for row in per.values()]
 
 
 def _vetoed_misses(conn: Any, window: Window) -> int:
@@ -173,25 +226,6 @@ def _entries(conn: Any, window: Window, now: float) -> dict[str, tuple[int, int]
     return {ns: (int(live), int(expired)) for ns, live, expired in rows}
 
 
-def _saved(conn: Any, window: Window) -> list[tuple[Any, ...]]:
-    """Per namespace: (namespace, hits, hits with a known call, ms saved by those, hits
-    without one, their lookup ms, tokens)."""
-    where, params = window.where("h")
-    return list(
-        conn.execute(
-            "SELECT namespace, count(*), count(call_ms), sum(call_ms - latency_ms), "
-            "count(*) - count(call_ms), sum(CASE WHEN call_ms IS NULL THEN latency_ms END), "
-            f"sum((coalesce(answer_bytes, 0) + {TOKEN_BYTES - 1}) / {TOKEN_BYTES} "
-            f"    + (coalesce(question_bytes, 0) + {TOKEN_BYTES - 1}) / {TOKEN_BYTES}) "
-            "FROM (SELECT h.namespace, h.latency_ms, h.answer_bytes, h.question_bytes, "
-            f"  (SELECT m.call_ms FROM events m WHERE m.entry_id = h.entry_id AND m.{_STORED_MISS} "
-            "   ORDER BY m.id LIMIT 1) AS call_ms "
-            f" FROM events h WHERE h.{_HIT} AND {where}) GROUP BY namespace",
-            params,
-        )
-    )
-
-
 def _medians(conn: Any, namespaces: set[str]) -> dict[str | None, float]:
     """The median call time of each of `namespaces` (of all stored misses ever; key None:
     of every namespace), for the hits whose own call is not known."""
@@ -214,23 +248,32 @@ def _medians(conn: Any, namespaces: set[str]) -> dict[str | None, float]:
     return medians
 
 
-def _latencies(conn: Any, window: Window, condition: str) -> list[float]:
+def _latencies(conn: Any, window: Window) -> dict[str, list[float]]:
+    """The latency_ms of the window's hits by tier, and of its misses that ran a call."""
     where, params = window.where()
-    return [
-        r[0] for r in conn.execute(f"SELECT latency_ms FROM events WHERE {condition} AND {where}", params)
-    ]
-
-
-def _top(conn: Any, window: Window, limit: int) -> list[tuple[Any, ...]]:
-    where, params = window.where("h")
-    return list(
-        conn.execute(
-            "SELECT h.entry_id, h.namespace, e.question, count(*) AS n, max(h.at) AS last FROM events h "
-            f"LEFT JOIN entries e ON e.id = h.entry_id WHERE h.{_HIT} AND {where} "
-            "GROUP BY h.entry_id ORDER BY n DESC, last DESC LIMIT ?",
-            (*params, limit),
-        )
+    found: dict[str, list[float]] = {"exact": [], "semantic": [], "miss_overhead": []}
+    rows = conn.execute(
+        "SELECT CASE WHEN tier = 'miss' THEN 'miss_overhead' ELSE tier END, latency_ms FROM events "
+        f"WHERE (tier <> 'miss' OR call_ms IS NOT NULL) AND {where}",
+        params,
     )
+    for name, latency in rows:
+        found.setdefault(name, []).append(latency)
+    return found
+
+
+def _top(conn: Any, hit_groups: list[tuple[Any, ...]], limit: int) -> list[tuple[Any, ...]]:
+    """(entry_id, namespace, question, hits, last hit) of the most served entries."""
+    per: dict[str, list[Any]] = {}
+    for entry_id, ns, n, _exact, _redis, _remote, _latency, _tokens, last in hit_groups:
+        row = per.setdefault(entry_id, [entry_id, ns, None, 0, last])
+        row[3] += n
+        row[4] = max(row[4], last)
+    best = sorted(per.values(), key=lambda r: (-r[3], -r[4]))[:limit]
+    for row in best:
+        found = conn.execute("SELECT question FROM entries WHERE id = ?", (row[0],)).fetchone()
+        row[2] = found[0] if found else None
+    return [tuple(row) for row in best]
 
 
 def _vetoes(conn: Any, window: Window, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
@@ -281,9 +324,12 @@ def _assemble(
     hits_by_source: dict[str, int] = {"local": 0, "redis": 0, "remote": 0}
     misses = {"total": 0, "stored": 0, "failed": 0, "timed_out": 0, "lookup_only": 0, "not_stored": 0}
     for (tier, source, outcome), n in counts.items():
-        if tier in hits_by_tier:
+        if tier == "source":  # hits served by a shared tier: counted under local below too
+            hits_by_source[source] += n
+            hits_by_source["local"] -= n
+        elif tier in hits_by_tier:
             hits_by_tier[tier] += n
-            hits_by_source[source] = hits_by_source.get(source, 0) + n
+            hits_by_source["local"] += n
         else:
             misses["total"] += n
             misses[_outcome(outcome)] += n

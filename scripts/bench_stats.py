@@ -180,7 +180,8 @@ def main() -> None:
         started = time.perf_counter()
         build(path, args.entries, args.events)
         print(
-            f"built {path}: {args.entries:,} entries, {args.events:,} events in {time.perf_counter() - started:.1f} s"
+            f"built {path}: {args.entries:,} entries, {args.events:,} events "
+            f"in {time.perf_counter() - started:.1f} s"
         )
     print(f"| what | median of {args.runs} | range |")
     print("|---|---|---|")

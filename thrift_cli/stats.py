@@ -249,16 +249,20 @@ def _medians(conn: Any, namespaces: set[str]) -> dict[str | None, float]:
 
 
 def _latencies(conn: Any, window: Window) -> dict[str, list[float]]:
-    """The latency_ms of the window's hits by tier, and of its misses that ran a call."""
+    """The latency_ms of the window's hits by tier, and of its misses that ran a call
+    (each query read from its covering index: events_hits, events_misses)."""
     where, params = window.where()
     found: dict[str, list[float]] = {"exact": [], "semantic": [], "miss_overhead": []}
-    rows = conn.execute(
-        "SELECT CASE WHEN tier = 'miss' THEN 'miss_overhead' ELSE tier END, latency_ms FROM events "
-        f"WHERE (tier <> 'miss' OR call_ms IS NOT NULL) AND {where}",
-        params,
-    )
-    for name, latency in rows:
-        found.setdefault(name, []).append(latency)
+    for tier, latency in conn.execute(
+        f"SELECT tier, latency_ms FROM events WHERE {_HIT} AND {where}", params
+    ):
+        found[tier].append(latency)
+    found["miss_overhead"] = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT latency_ms FROM events WHERE tier = 'miss' AND call_ms IS NOT NULL AND {where}", params
+        )
+    ]
     return found
 
 

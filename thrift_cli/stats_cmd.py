@@ -72,7 +72,7 @@ def _when(at: float | None) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+    return "-" if value is None else f"{value:,.2f}"
 
 
 def _duration(seconds: float) -> str:

@@ -242,3 +242,38 @@ def test_stats_imports_no_model(thrift, fake_llm, isolated_env):
     ran = subprocess.run([sys.executable, "-c", code, "stats"], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_hit_from_redis_on_another_machine_is_counted_as_unknown_time(
+    thrift, fake_llm, redis_server, tmp_path
+):
+    """Machine B is served machine A's answer from Redis: a redis hit on B, and B has no
+    call of its own to measure or estimate it by."""
+    import uuid
+
+    env_a = {
+        "REDIS_URL": redis_server.url,
+        "THRIFT_HOME": str(tmp_path / "a"),
+        "THRIFT_TENANT": uuid.uuid4().hex[:12],
+    }
+    env_b = {**env_a, "THRIFT_HOME": str(tmp_path / "b")}
+    ask = ["ask", "--json", "-n", NS, "What is RAG?", "--", *fake_llm.command("--sleep", "0.3")]
+    assert thrift(*ask, env=env_a).report["stored"] is True
+    hit = thrift(*ask, env=env_b).report
+    assert (hit["tier"], hit["source"]) == ("exact", "redis")
+    ran = thrift("stats", "--json", env=env_b)
+    f = json.loads(ran.stdout)
+    assert f["hits_by_source"] == {"local": 0, "redis": 1, "remote": 0}
+    assert f["time_saved"] == {
+        "seconds": 0.0,
+        "measured_seconds": 0.0,
+        "measured_hits": 0,
+        "estimated_seconds": 0.0,
+        "estimated_hits": 0,
+        "unknown_hits": 1,
+    }
+    # On A, the same entry's call is known: a local hit there is measured.
+    local = thrift(*ask, env=env_a).report
+    assert (local["tier"], local["source"]) == ("exact", "redis")  # Redis comes first in the chain
+    f_a = json.loads(thrift("stats", "--json", env=env_a).stdout)
+    assert f_a["hits_by_source"]["redis"] == 1 and f_a["time_saved"]["measured_hits"] == 1

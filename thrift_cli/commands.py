@@ -464,7 +464,7 @@ def stats(
 
     Example: thrift stats --since 7d --json
 
-    Counts come from the events every lookup records; entries are what is cached now. Time saved by a hit is the call time of the miss that stored its entry minus the hit's lookup; hits on entries no local miss stored (imported, pulled) are estimated at the namespace's median call time. Tokens are estimated as UTF-8 bytes / 4 of the question and the answer; prices per 1,000 tokens come from price_per_1k and the [price] table of config.toml. It only reads: with no cache yet it prints zeros and creates nothing.
+    Counts come from the events every lookup records; entries are what is cached now. Time saved by a hit is the call time of the miss that stored its entry minus the hit's lookup; hits on entries no local miss stored (imported, pulled) are estimated at the namespace's median call time. Tokens are estimated as UTF-8 bytes / 4 of the question and the answer; prices per 1,000 tokens come from price_per_1k and the price table of config.toml. It only reads: with no cache yet it prints zeros and creates nothing.
     """  # noqa: E501
     from thrift_cli.stats_cmd import run
 

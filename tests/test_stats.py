@@ -11,13 +11,10 @@ import math
 import os
 import sqlite3
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_imports import HEAVY
 
 from thrift_cli.stats import percentiles, price_for, tokens
 
@@ -227,21 +224,6 @@ def test_token_estimate_and_percentiles():
     assert percentiles([]) == {"n": 0, "p50": None, "p95": None, "p99": None}
     assert percentiles([float(i) for i in range(1, 101)]) == {"n": 100, "p50": 50.0, "p95": 95.0, "p99": 99.0}
     assert percentiles([3.0, 1.0, 2.0]) == {"n": 3, "p50": 2.0, "p95": 3.0, "p99": 3.0}
-
-
-# `thrift stats` is a typer command: typer and click are expected; nothing else heavy.
-LIGHT = [m for m in HEAVY if m not in ("typer", "click")]
-
-
-def test_stats_imports_no_model(thrift, fake_llm, isolated_env):
-    assert thrift("ask", "What is RAG?", "-n", NS, "--", *fake_llm.command()).code == 0
-    code = (
-        "import sys; from thrift_cli.cli import main; rc = main(sys.argv[1:]); "
-        f"sys.stderr.write(repr([m for m in {LIGHT!r} if m in sys.modules]) + '\\n'); sys.exit(rc)"
-    )
-    ran = subprocess.run([sys.executable, "-c", code, "stats"], capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stderr.strip().splitlines()[-1] == "[]"
 
 
 def test_a_hit_from_redis_on_another_machine_is_counted_as_unknown_time(

@@ -37,6 +37,7 @@ VALUES = {
     "remote_lookup": ("yes", "yes"),
     "push_on_store": ("on", "on"),
     "remote_timeout": ("250ms", "250ms"),
+    "price_per_1k": ("0.00060", "0.0006"),
     "redis_ttl": ("7d", "7d"),
     "redis_connect_timeout": ("20ms", "20ms"),
     "redis_timeout": ("1.5", "1.5"),
@@ -196,6 +197,8 @@ BAD = [
     ("min_similarity", "1.5"),
     ("min_similarity", "nan"),
     ("hnsw_min_entries", "1.5"),
+    ("price_per_1k", "cheap"),
+    ("price_per_1k", "inf"),
     ("hnsw_min_entries", "9" * 19),
     ("redis_url", "http://127.0.0.1:6379"),
     ("database_url", "mysql://127.0.0.1/db"),
@@ -497,7 +500,11 @@ def test_get_help_documents_exit_1_for_an_unset_setting(thrift):
 def test_the_readme_table_matches_the_settings():
     """The table in README.md was pasted from SETTINGS: it must not drift from it."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    rows = [line.split(" | ") for line in readme.splitlines() if re.match(r"\| `[a-z_]+` \| `[A-Z_]+`", line)]
+    rows = [
+        line.split(" | ")
+        for line in readme.splitlines()
+        if re.match(r"\| `[a-z0-9_]+` \| `[A-Z0-9_]+`", line)
+    ]
     table = {row[0].strip("| `"): (tuple(v.strip("` ") for v in row[1].split(",")), row[2]) for row in rows}
     assert table == {key: (s.variables, default_text(s) or "unset") for key, s in SETTINGS.items()}
 

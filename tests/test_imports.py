@@ -58,3 +58,18 @@ def test_exact_hit_through_the_cli_loads_no_model(fake_llm, isolated_env):
     assert second.returncode == 0
     assert second.stderr.strip().splitlines()[-1] == "[]"
     assert len(fake_llm.calls) == 1
+
+
+# `thrift stats` is a typer command: typer and click are expected; nothing else heavy.
+LIGHT = [m for m in HEAVY if m not in ("typer", "click")]
+
+
+def test_stats_imports_no_model(thrift, fake_llm, isolated_env):
+    assert thrift("ask", "What is RAG?", "-n", "main", "--", *fake_llm.command()).code == 0
+    code = (
+        "import sys; from thrift_cli.cli import main; rc = main(sys.argv[1:]); "
+        f"sys.stderr.write(repr([m for m in {LIGHT!r} if m in sys.modules]) + '\\n'); sys.exit(rc)"
+    )
+    ran = subprocess.run([sys.executable, "-c", code, "stats"], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.strip().splitlines()[-1] == "[]"

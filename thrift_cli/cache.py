@@ -211,7 +211,7 @@ class SemanticCache:
                     best = near
             if hit is not None:
                 break
-        return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes))
+        return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes), query.question)
 
     def _search(
         self, tier: Tier, query: Query, floor: float, now: float, start: float
@@ -413,6 +413,8 @@ class SemanticCache:
                 entry_id=hit.entry.id,
                 question_hash=look.question_hash,
                 source=hit.source,
+                question=look.question,
+                vetoes=look.vetoes,
             )
             # First the copies (a remote hit lands in the local file), then the count, so
             # that a remote hit is counted once, locally, and pushed by the next sync.
@@ -430,6 +432,8 @@ class SemanticCache:
                 outcome,
                 entry_id,
                 look.question_hash,
+                question=look.question,
+                vetoes=look.vetoes,
             )
         )
 

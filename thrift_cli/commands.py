@@ -444,3 +444,28 @@ def sync(
     from thrift_sync.command import run
 
     return run(push_only=push, pull_only=pull, dry_run=dry_run, as_json=as_json, background=background)
+
+
+@app.command(cls=_Command)
+def stats(
+    since: Annotated[
+        Optional[str],
+        typer.Option("--since", metavar="WHEN", help="Only events from then on: 1h, 7d, 2026-12-01..."),
+    ] = None,
+    namespace: Annotated[
+        Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many top questions to list.")] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object (schema in the README).")
+    ] = False,
+) -> int:
+    """Print the cache's figures: hit rate, tiers, time, tokens and money saved, latency, top questions.
+
+    Example: thrift stats --since 7d --json
+
+    Counts come from the events every lookup records; entries are what is cached now. Time saved by a hit is the call time of the miss that stored its entry minus the hit's lookup; hits on entries no local miss stored (imported, pulled) are estimated at the namespace's median call time. Tokens are estimated as UTF-8 bytes / 4 of the question and the answer; prices per 1,000 tokens come from price_per_1k and the price table of config.toml. It only reads: with no cache yet it prints zeros and creates nothing.
+    """  # noqa: E501
+    from thrift_cli.stats_cmd import run
+
+    return run(since=since, namespace=namespace, as_json=as_json, top=top)

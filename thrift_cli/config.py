@@ -35,6 +35,11 @@ CONFIG_NAME = "config.toml"
 T = TypeVar("T")
 
 DEFAULT_HNSW_MIN_ENTRIES = 20_000
+# ThriftLM's blended price (input and output tokens alike), dollars per 1,000 tokens.
+DEFAULT_PRICE_PER_1K = 0.002
+# The config file's one table: `[price]` (or `price."llm -m gpt-4o*" = 0.0006`), a price
+# per 1,000 tokens by namespace or namespace pattern, for `thrift stats`.
+PRICE_TABLE = "price"
 SQLITE_MODULES = ("sqlite3", "pysqlite3")
 
 
@@ -161,6 +166,19 @@ def tenant(value: str, what: str) -> str:
             f"got {shown(value)}"
         )
     return value
+
+
+def price(value: str, what: str) -> float:
+    """Dollars per 1,000 tokens: a finite number from 0 on."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number < math.inf:
+        raise UsageError(
+            f"{what} must be a price per 1,000 tokens from 0 on, such as 0.002, got {shown(value)}"
+        )
+    return number
 
 
 def text(value: str, what: str) -> str:
@@ -308,6 +326,14 @@ SETTINGS: dict[str, Setting] = {
             "whose entries these are in shared tiers; unset: a hash of api_key, else 'local'",
         ),
         Setting(
+            "price_per_1k",
+            "THRIFT_PRICE_PER_1K",
+            price,
+            DEFAULT_PRICE_PER_1K,
+            "dollars per 1,000 tokens for thrift stats' money saved, where no [price] pattern matches",
+            number=True,
+        ),
+        Setting(
             "api_key",
             "THRIFT_API_KEY",
             text,
@@ -376,13 +402,36 @@ def _where(path: Path, error: str) -> str:
 
 def checked_file_value(path: Path, key: str, value: object) -> Any:
     """The value of `key` in the file at `path`, checked as its flag or variable would be."""
+    if key == PRICE_TABLE:
+        return price_table(path, value)
     spec = SETTINGS.get(key)
     if spec is None:
-        raise UsageError(f"{path}: unknown setting {key!r} (known: {', '.join(SETTINGS)})")
+        raise UsageError(f"{path}: unknown setting {key!r} (known: {', '.join(SETTINGS)}, [{PRICE_TABLE}])")
     what = f"{path}: {key}"
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise UsageError(f"{what} must be text or a number, got {shown(repr(value))}")
     return spec.check(checked_text(str(value), what), what)
+
+
+def price_table(path: Path, table: object) -> dict[str, float]:
+    """The `[price]` table: namespace (or glob pattern of namespaces) -> price per 1K tokens."""
+    if not isinstance(table, dict):
+        raise UsageError(
+            f'{path}: {PRICE_TABLE} must be a table of prices, such as price."llm -m gpt-4o*" = 0.0006'
+        )
+    prices = {}
+    for pattern, given in table.items():
+        what = f"{path}: {PRICE_TABLE}.{shown(pattern)}"
+        namespace(checked_text(pattern, what), what)
+        if isinstance(given, bool) or not isinstance(given, (int, float)):
+            raise UsageError(f"{what} must be a number (dollars per 1,000 tokens), got {shown(repr(given))}")
+        prices[pattern] = price(repr(float(given)), what)
+    return prices
+
+
+def prices(home: Path | str | None = None) -> dict[str, float]:
+    """The config file's `[price]` table (empty when it has none)."""
+    return dict(file_values(home).get(PRICE_TABLE, {}))
 
 
 def value(key: str, given: str | None = None, home: Path | str | None = None) -> Any:

@@ -72,6 +72,7 @@ class Lookup:
     best: Candidate | None
     latency_ms: float
     vetoes: tuple[Veto, ...] = ()
+    question: str | None = None  # the question asked (recorded with its vetoes)
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,5 @@ class Event:
     question_hash: str | None = None
     at: float = field(default_factory=time.time)
     source: str | None = None  # of a hit: the tier that held the entry (CacheHit.source)
+    question: str | None = None  # the question asked; kept only with its vetoes
+    vetoes: tuple[Veto, ...] = ()  # candidates a guard refused in this lookup (table vetoes)

@@ -517,9 +517,10 @@ class SQLiteStore(Tier):
 
     @staticmethod
     def _insert_event(conn: Any, e: Event) -> None:
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO events (at, namespace, tier, similarity, latency_ms, answer_bytes, call_ms, "
-            "outcome, entry_id, question_hash, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "outcome, entry_id, question_hash, source, question_bytes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.at,
                 e.namespace,
@@ -532,8 +533,18 @@ class SQLiteStore(Tier):
                 e.entry_id,
                 e.question_hash,
                 e.source,
+                None if e.question is None else len(e.question.encode("utf-8", "surrogatepass")),
             ),
         )
+        if e.vetoes:  # the pairs a guard refused, for `thrift stats` (sql/sqlite/0004_stats.sql)
+            conn.executemany(
+                "INSERT INTO vetoes (event_id, at, namespace, question, candidate, similarity, guard) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (cur.lastrowid, e.at, e.namespace, e.question or "", v.question, v.similarity, v.guard)
+                    for v in e.vetoes
+                ],
+            )
 
     @staticmethod
     def _purge_expired(conn: Any, now: float) -> None:

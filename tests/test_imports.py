@@ -58,3 +58,20 @@ def test_exact_hit_through_the_cli_loads_no_model(fake_llm, isolated_env):
     assert second.returncode == 0
     assert second.stderr.strip().splitlines()[-1] == "[]"
     assert len(fake_llm.calls) == 1
+
+
+def test_export_loads_no_model(thrift, isolated_env):
+    """`thrift export --vectors` copies stored bytes: no model, no numpy, no remote."""
+    from test_export import entry, fill
+
+    fill(isolated_env, [entry("docs", "What is RAG?")])
+    # typer and click are the export command's own shell.
+    heavy = [m for m in HEAVY if m not in ("typer", "click")]
+    code = (
+        "import sys; from thrift_cli.cli import main; rc = main(sys.argv[1:]); "
+        f"sys.stderr.write(repr([m for m in {heavy!r} if m in sys.modules]) + '\\n'); sys.exit(rc)"
+    )
+    ran = subprocess.run([sys.executable, "-c", code, "export", "--vectors"], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("\n") == 1 and '"embedding":"' in ran.stdout
+    assert ran.stderr.strip().splitlines()[-1] == "[]"

@@ -262,24 +262,23 @@ def _store(
         else:
             summary.already_cached += 1
     for start in range(0, len(todo), EMBED_BATCH):
-        chunk = todo[start : start + EMBED_BATCH]
-        entries = [
-            _entry(cache, record, key, clean_question(record.question), ttl, ttl_wins, now)
-            for record, key, _ in chunk
-        ]
+        chunk = []
+        for record, key, replaces in todo[start : start + EMBED_BATCH]:
+            entry = _entry(cache, record, key, clean_question(record.question), ttl, ttl_wins, now)
+            if entry.expired(now):  # exported live, dead by now: not worth an embedding
+                summary.skipped["expired"] = summary.skipped.get("expired", 0) + 1
+            else:
+                chunk.append((record, entry, replaces))
         embed = [
             i
             for i, (record, _, _) in enumerate(chunk)
             if record.exported is None or not record.exported.embedding
         ]
-        computed = dict(zip(embed, cache.queries([entries[i].question for i in embed]), strict=True))
+        computed = dict(zip(embed, cache.queries([chunk[i][1].question for i in embed]), strict=True))
         summary.embedded += len(embed)
         fresh: list[tuple[CacheEntry, Any]] = []
         changed: list[tuple[CacheEntry, Any]] = []
-        for i, ((record, _, replaces), entry) in enumerate(zip(chunk, entries, strict=True)):
-            if entry.expired(now):
-                summary.skipped["expired"] = summary.skipped.get("expired", 0) + 1
-                continue
+        for i, (record, entry, replaces) in enumerate(chunk):
             if i in computed:
                 vector = computed[i].vector
             else:

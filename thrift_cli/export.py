@@ -141,7 +141,7 @@ def run(file: str | None, *, namespace: str | None, since: str | None, with_vect
         summary = _to_file(store, target, options)
     print(
         f"exported {summary.entries:,} {'entry' if summary.entries == 1 else 'entries'} "
-        f"({summary.bytes:,} bytes) to {file} in {summary.seconds:.1f} s"
+        f"({summary.bytes:,} bytes) to {file} in {summary.seconds:.2f} s"
     )
     return 0
 

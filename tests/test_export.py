@@ -458,3 +458,14 @@ def test_the_default_model_is_named_as_the_model_names_itself():
     from thrift_cli import minilm
 
     assert f"{minilm.MODEL_NAME}/{minilm.DIM}" == DEFAULT_MODEL
+
+
+def test_what_a_killed_export_left_is_swept_by_the_next(thrift, tmp_path, isolated_env):
+    fill_sample(isolated_env)
+    stale, recent = tmp_path / ".out.jsonl.k1ll3d.tmp", tmp_path / ".out.jsonl.runn1n.tmp"
+    stale.write_text('{"half": ')
+    recent.write_text('{"half": ')
+    os.utime(stale, (NOW - 3600, NOW - 3600))  # an export killed an hour ago
+    assert thrift("export", str(tmp_path / "out.jsonl")).code == 0
+    assert not stale.exists()
+    assert recent.exists()  # perhaps another export's, still running: left alone

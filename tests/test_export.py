@@ -270,13 +270,18 @@ def test_nothing_to_export_is_exit_3_and_writes_nothing(thrift, tmp_path, isolat
         (["."], ["is a directory"]),
         ([""], ["FILE must not be empty"]),
         (["--vector"], ["--vector"]),
+        (["thrift-home/cache.db"], ["is the cache file itself"]),
+        (["thrift-home/cache.db-wal"], ["is the cache file itself"]),
     ],
 )
-def test_bad_arguments_are_one_line_and_exit_2(thrift, isolated_env, args, words):
+def test_bad_arguments_are_one_line_and_exit_2(thrift, isolated_env, args, words, monkeypatch):
     fill_sample(isolated_env)
+    before = (isolated_env / "cache.db").read_bytes()
+    monkeypatch.chdir(isolated_env.parent)
     ran = thrift("export", *args)
     one_error_line(ran, 2, *words)
     assert ran.stdout == b""
+    assert (isolated_env / "cache.db").read_bytes() == before
 
 
 # -- where it goes -----------------------------------------------------------------------

@@ -125,6 +125,8 @@ def run(file: str | None, *, namespace: str | None, since: str | None, with_vect
     to_stdout = file is None or file == "-"
     target = None if to_stdout else _target(file or "")
     path = db_path()
+    if target is not None and target.parent == path.parent.resolve() and target.name.startswith(path.name):
+        raise UsageError(f"{file} is the cache file itself (or its -wal or -shm): name another file")
     if not path.is_file():  # creates nothing, as forget: no file, nothing to export
         return _fail(f"no cache at {path}: nothing to export", NOTHING_TO_EXPORT_EXIT)
     with SQLiteStore(path) as store:

@@ -474,3 +474,11 @@ def test_what_a_killed_export_left_is_swept_by_the_next(thrift, tmp_path, isolat
     assert thrift("export", str(tmp_path / "out.jsonl")).code == 0
     assert not stale.exists()
     assert recent.exists()  # perhaps another export's, still running: left alone
+
+
+def test_a_stdout_that_cannot_be_written_is_one_line_and_exit_1(isolated_env):
+    fill_sample(isolated_env)
+    with open("/dev/full", "wb") as full:
+        ran = subprocess.run([*thrift_executable(), "export"], stdout=full, stderr=subprocess.PIPE)
+    assert ran.returncode == 1
+    assert ran.stderr.decode().splitlines() == ["thrift: cannot write to stdout: No space left on device"]

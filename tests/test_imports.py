@@ -73,3 +73,18 @@ def test_stats_imports_no_model(thrift, fake_llm, isolated_env):
     ran = subprocess.run([sys.executable, "-c", code, "stats"], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert ran.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_export_loads_no_model(thrift, isolated_env):
+    """`thrift export --vectors` copies stored bytes: no model, no numpy, no remote."""
+    from test_export import entry, fill
+
+    fill(isolated_env, [entry("docs", "What is RAG?")])
+    code = (  # typer and click are the export command's own shell, as for stats
+        "import sys; from thrift_cli.cli import main; rc = main(sys.argv[1:]); "
+        f"sys.stderr.write(repr([m for m in {LIGHT!r} if m in sys.modules]) + '\\n'); sys.exit(rc)"
+    )
+    ran = subprocess.run([sys.executable, "-c", code, "export", "--vectors"], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("\n") == 1 and '"embedding":"' in ran.stdout
+    assert ran.stderr.strip().splitlines()[-1] == "[]"

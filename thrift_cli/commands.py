@@ -282,7 +282,12 @@ def import_(
     tty = sys.stderr is not None and sys.stderr.isatty()
     try:
         summary = import_file(
-            file, namespace=namespace, ttl=seconds, replace=replace, progress=show if tty else None
+            file,
+            namespace=namespace,
+            ttl=seconds,
+            ttl_wins=ttl is not None,  # a record's own expires_at beats THRIFT_TTL, not --ttl
+            replace=replace,
+            progress=show if tty else None,
         )
     finally:
         if tty:
@@ -310,6 +315,41 @@ def import_(
         for name in summary.namespaces:
             print(f"thrift: namespace {name}", file=sys.stderr)
     return 0
+
+
+@app.command(cls=_Command)
+def export(
+    file: Annotated[
+        Optional[str],
+        typer.Argument(help="Where to write the JSONL; stdout when absent or '-'.", show_default=False),
+    ] = None,
+    namespace: Annotated[
+        Optional[str],
+        typer.Option("--namespace", "-n", help="Only this namespace's entries (default: all of them)."),
+    ] = None,
+    since: Annotated[
+        Optional[str],
+        typer.Option(
+            "--since", metavar="WHEN", help="Only entries stored since: 1h, 7d... ago, or a date: 2026-12-01."
+        ),
+    ] = None,
+    vectors: Annotated[
+        bool, typer.Option("--vectors", help="Add each entry's embedding, so import need not embed again.")
+    ] = False,
+) -> int:
+    """Write the cache's live entries as JSONL, one object a line, that thrift import reads back.
+
+    thrift export [OPTIONS] [FILE]
+
+    Example: thrift export --vectors backup.jsonl && THRIFT_HOME=~/new thrift import backup.jsonl
+
+    Each line holds id, namespace, question, answer, created_at, expires_at, last_hit_at (unix seconds, exact) and hit_count; --vectors adds embedding_model and embedding (base64 of the little-endian float32 vector). Expired entries are left out. A FILE is replaced whole or not at all.
+
+    Exit codes: 0 exported (an empty export too); 1 thrift's own error (unreadable cache, cannot write FILE); 2 bad usage; 3 nothing to export (no cache file, no such namespace); 141 the reader of stdout left early.
+    """  # noqa: E501 (rich reflows each paragraph; a line break here would show)
+    from thrift_cli.export import run
+
+    return run(file, namespace=namespace, since=since, with_vectors=vectors)
 
 
 @app.command(cls=_Command)

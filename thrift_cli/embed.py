@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+# What a cache records as its model (meta `embedding_model`: name/dim) when the default
+# embedder writes its vectors; spelled out here so that checking a file's vectors against
+# it (`thrift import` of an export) needs no import of the model's module.
+# tests/test_export.py checks it against thrift_cli.minilm.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2/384"
+
+
 class Embedder(Protocol):
     """Turns texts into unit vectors; `name` says which model, so a cache never mixes two."""
 

@@ -10,21 +10,24 @@ second import of the same file embeds nothing and stores nothing.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import stat
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from thrift_cli import keys
+from thrift_cli import keys, vectors
 from thrift_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from thrift_cli.cache import SemanticCache
+    from thrift_cli.models import CacheEntry
 
 QUESTION_KEYS = ("question", "prompt", "q", "input")
 ANSWER_KEYS = ("answer", "response", "completion", "a", "output")
@@ -34,6 +37,20 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 CHUNK = 512
 
 
+class Exported(NamedTuple):
+    """What a line of `thrift export` adds to its pair: the entry as it was stored, so an
+    import makes the same entry again (each field None where the line lacks it)."""
+
+    id: str | None
+    created_at: float | None
+    expires_at: float | None
+    has_expires_at: bool  # `"expires_at": null` (never expires) is not a missing field
+    last_hit_at: float | None
+    hit_count: int | None
+    embedding_model: str | None
+    embedding: bytes | None  # the little-endian float32 blob, checked: stored as is
+
+
 class Record(NamedTuple):
     """One question/answer pair; `line` says where it starts in the file (0 in a database)."""
 
@@ -41,6 +58,7 @@ class Record(NamedTuple):
     answer: str
     namespace: str | None
     line: int
+    exported: Exported | None = None
 
 
 class Skipped(NamedTuple):
@@ -60,6 +78,7 @@ class ImportSummary:
     skipped: dict[str, int] = field(default_factory=dict)  # why -> how many rows
     namespaces: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    embedded: int = 0  # entries whose vector was computed here (not read from the file)
     warnings: list[str] = field(default_factory=list)  # e.g. an index that could not be built
 
     @property
@@ -73,11 +92,16 @@ def import_file(
     *,
     namespace: str | None = None,
     ttl: float | None = None,
+    ttl_wins: bool = False,
     replace: bool = False,
     home: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Store the pairs of `path` under `namespace`, or each record's own namespace.
+
+    A record from `thrift export` keeps its id, times and hit count, and its vector when
+    the line has one (nothing is embedded for it). `ttl` applies to records without an
+    `expires_at` field, or to all of them if `ttl_wins` (an explicit --ttl).
 
     Raises UsageError, storing nothing, when the file cannot be read or any record is bad.
     `progress(done, total)` is called after each chunk.
@@ -87,24 +111,29 @@ def import_file(
     started = time.perf_counter()
     fmt = detect(path)
     summary = ImportSummary(path, fmt)
-    duplicates, total = _validate(path, fmt, namespace, summary)
+    duplicates, total, model = _validate(path, fmt, namespace, summary)
     caches: dict[str, SemanticCache] = {}
-    pending: dict[str, list[tuple[str, str, str]]] = {}
+    pending: dict[str, list[tuple[Record, str]]] = {}
     done = 0
 
-    def flush(ns: str) -> None:
-        nonlocal done
-        batch = pending.pop(ns, [])
+    def cache_for(ns: str) -> SemanticCache:
         if ns not in caches:  # one connection, shared by every namespace's cache
             first = next(iter(caches.values()), None)
             tier = first.tier if first is not None else None
             caches[ns] = SemanticCache(namespace=ns, home=home, tier=tier)
-        _store(caches[ns], batch, ttl, replace, summary)
+        return caches[ns]
+
+    def flush(ns: str) -> None:
+        nonlocal done
+        batch = pending.pop(ns, [])
+        _store(cache_for(ns), batch, ttl, ttl_wins, replace, summary)
         done += len(batch)
         if progress is not None:
             progress(done, total)
 
     try:
+        if model is not None and summary.namespaces:  # before anything is written
+            _check_model(cache_for(summary.namespaces[0]).tier, model[0], path, model[1])
         if progress is not None:
             progress(0, total)
         for index, item in enumerate(read(path, fmt)):
@@ -114,7 +143,7 @@ def import_file(
             ns = namespace or item.namespace
             assert ns is not None  # _validate made sure
             batch = pending.setdefault(ns, [])
-            batch.append((item.question, item.answer, keys.exact_key(ns, item.question)))
+            batch.append((item, keys.exact_key(ns, item.question)))
             if len(batch) >= CHUNK:
                 flush(ns)
         for ns in list(pending):
@@ -143,9 +172,32 @@ def _index(caches: dict[str, SemanticCache], summary: ImportSummary) -> None:
                 summary.warnings.append(str(exc))
 
 
-def _validate(path: str, fmt: str, namespace: str | None, summary: ImportSummary) -> tuple[set[int], int]:
+def _check_model(tier: Any, model: str, path: str, line: int) -> None:
+    """The file's vectors must be those this cache holds (or, in a cache that holds none
+    yet, those thrift computes): vectors of two models cannot be compared."""
+    from thrift_cli.embed import DEFAULT_MODEL
+
+    held = tier.meta("embedding_model")
+    if held is None and model == DEFAULT_MODEL:
+        held = tier.claim_meta("embedding_model", model)
+    expected = held or DEFAULT_MODEL
+    if model != expected:
+        raise _bad(
+            path,
+            line,
+            f"the embedding comes from {model}, but this cache's vectors "
+            f"{'come' if held else 'would come'} from {expected}; import the file without its "
+            "vectors (jq -c 'del(.embedding, .embedding_model)'), or into another THRIFT_HOME",
+        )
+
+
+def _validate(
+    path: str, fmt: str, namespace: str | None, summary: ImportSummary
+) -> tuple[set[int], int, tuple[str, int] | None]:
     """Read everything once: raise on the first bad record; return the positions of
-    in-file duplicates (the first of a question wins) and the number of items."""
+    in-file duplicates (the first of a question wins), the number of items, and the
+    embedding model of the file's vectors with the line of the first (None: no vectors)."""
+    model: tuple[str, int] | None = None
     seen: set[str] = set()
     duplicates: set[int] = set()
     skipped: Counter[str] = Counter()
@@ -164,6 +216,16 @@ def _validate(path: str, fmt: str, namespace: str | None, summary: ImportSummary
                 "after -- (thrift import FILE -- llm -m MODEL)",
             )
         summary.records += 1
+        if item.exported is not None and item.exported.embedding_model is not None:
+            if model is None:
+                model = (item.exported.embedding_model, item.line)
+            elif item.exported.embedding_model != model[0]:
+                raise _bad(
+                    path,
+                    item.line,
+                    f"the embedding comes from {item.exported.embedding_model}, "
+                    f"line {model[1]}'s from {model[0]}: one file, one model",
+                )
         key = keys.exact_key(ns, item.question)
         if key in seen:
             duplicates.add(index)
@@ -173,41 +235,101 @@ def _validate(path: str, fmt: str, namespace: str | None, summary: ImportSummary
             namespaces.add(ns)
     summary.skipped = dict(skipped.most_common())
     summary.namespaces = sorted(namespaces)
-    return duplicates, index + 1
+    return duplicates, index + 1, model
 
 
 def _store(
     cache: SemanticCache,
-    batch: list[tuple[str, str, str]],
+    batch: list[tuple[Record, str]],
     ttl: float | None,
+    ttl_wins: bool,
     replace: bool,
     summary: ImportSummary,
 ) -> None:
     """Store one chunk of one namespace: look every key up first (an indexed read, far
-    cheaper than an embedding) so only new or changed answers are embedded."""
+    cheaper than an embedding) so only new or changed answers are embedded, and a
+    record that brings its vector is not embedded at all."""
+    from thrift_cli.cache import EMBED_BATCH, clean_question
+
     now = time.time()
-    fresh: list[tuple[str, str]] = []
-    changed: list[tuple[str, str]] = []
-    for question, answer, key in batch:
-        entry = cache.tier.lookup(key, now)
-        if entry is None:
-            fresh.append((question, answer))
-        elif replace and entry.answer != answer:
-            changed.append((question, answer))
+    todo: list[tuple[Record, str, bool]] = []  # (record, key, replaces an entry)
+    for record, key in batch:
+        held = cache.tier.lookup(key, now)
+        if held is None:
+            todo.append((record, key, False))
+        elif replace and held.answer != record.answer:
+            todo.append((record, key, True))
         else:
             summary.already_cached += 1
-    if fresh:
-        started = time.time()
-        for entry, (_, answer) in zip(cache.store_many(fresh, ttl=ttl), fresh, strict=True):
-            # Another process may have stored the question since the lookup: its entry stays.
-            if entry.created_at >= started and entry.answer == answer:
-                summary.imported += 1
+    for start in range(0, len(todo), EMBED_BATCH):
+        chunk = []
+        for record, key, replaces in todo[start : start + EMBED_BATCH]:
+            entry = _entry(cache, record, key, clean_question(record.question), ttl, ttl_wins, now)
+            if entry.expired(now):  # exported live, dead by now: not worth an embedding
+                summary.skipped["expired"] = summary.skipped.get("expired", 0) + 1
             else:
-                summary.already_cached += 1
-    if changed:
-        cache.store_many(changed, ttl=ttl, replace=True)
-        summary.imported += len(changed)
-        summary.replaced += len(changed)
+                chunk.append((record, entry, replaces))
+        embed = [
+            i
+            for i, (record, _, _) in enumerate(chunk)
+            if record.exported is None or not record.exported.embedding
+        ]
+        computed = dict(zip(embed, cache.queries([chunk[i][1].question for i in embed]), strict=True))
+        summary.embedded += len(embed)
+        fresh: list[tuple[CacheEntry, Any]] = []
+        changed: list[tuple[CacheEntry, Any]] = []
+        for i, (record, entry, replaces) in enumerate(chunk):
+            if i in computed:
+                vector = computed[i].vector
+            else:
+                assert record.exported is not None and record.exported.embedding is not None
+                vector = vectors.decode(record.exported.embedding)
+            (changed if replaces else fresh).append((entry, vector))
+        if fresh:
+            for stored, (entry, _) in zip(cache.tier.store_many(fresh), fresh, strict=True):
+                # Another process may have stored the question since the lookup: its entry stays.
+                if stored.id == entry.id:
+                    summary.imported += 1
+                else:
+                    summary.already_cached += 1
+        if changed:
+            cache.tier.store_many(changed, replace=True)
+            summary.imported += len(changed)
+            summary.replaced += len(changed)
+
+
+def _entry(
+    cache: SemanticCache,
+    record: Record,
+    key: str,
+    question: str,
+    ttl: float | None,
+    ttl_wins: bool,
+    now: float,
+) -> CacheEntry:
+    """The entry a record makes: an exported one as it was (its id too, unless another
+    question's entry in this cache has that id), any other one new, created now."""
+    from thrift_cli.models import CacheEntry
+
+    e = record.exported
+    expires_at = None if ttl is None else now + ttl
+    if e is not None and e.has_expires_at and not ttl_wins:
+        expires_at = e.expires_at
+    entry = CacheEntry(
+        namespace=cache.namespace,
+        question=question,
+        question_hash=key,
+        answer=record.answer,
+        created_at=now if e is None or e.created_at is None else e.created_at,
+        expires_at=expires_at,
+        last_hit_at=None if e is None else e.last_hit_at,
+        hit_count=0 if e is None or e.hit_count is None else e.hit_count,
+    )
+    if e is not None and e.id is not None:
+        held = cache.tier.entry(e.id)
+        if held is None or held.question_hash == key:
+            entry = dataclasses.replace(entry, id=e.id)
+    return entry
 
 
 # -- formats -------------------------------------------------------------------------
@@ -359,7 +481,87 @@ def _from_object(obj: Any, path: str, number: int, where: str = "") -> Record:
     ns = obj.get("namespace")
     if ns is not None and not isinstance(ns, str):
         raise _bad(path, number, f"the namespace field must be a string, got {_json_type(ns)}", where)
-    return _record(values[0], values[1], ns, path, number, where)
+    record = _record(values[0], values[1], ns, path, number, where)
+    if any(name in obj for name in EXPORT_KEYS):
+        record = record._replace(exported=_exported(obj, path, number, where))
+    return record
+
+
+# The fields `thrift export` writes beside the pair (thrift_cli/export.py).
+EXPORT_KEYS = ("id", "created_at", "expires_at", "last_hit_at", "hit_count", "embedding_model", "embedding")
+
+
+def _exported(obj: dict[str, Any], path: str, number: int, where: str) -> Exported:
+    def bad(message: str) -> UsageError:
+        return _bad(path, number, message, where)
+
+    def seconds(name: str) -> float | None:
+        value = obj.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e11:
+            raise bad(f"the {name} field must be unix seconds (a number) or null, got {_shown(value)}")
+        return float(value)
+
+    entry_id = obj.get("id")
+    if entry_id is not None:
+        try:
+            entry_id = str(uuid.UUID(entry_id)) if isinstance(entry_id, str) else None
+        except ValueError:
+            entry_id = None
+        if entry_id is None:
+            raise bad(f"the id field must be a UUID (as thrift export writes), got {_shown(obj['id'])}")
+    hits = obj.get("hit_count")
+    if hits is not None and (isinstance(hits, bool) or not isinstance(hits, int) or not 0 <= hits < 2**63):
+        raise bad(f"the hit_count field must be a whole number from 0, got {_shown(hits)}")
+    model, blob = obj.get("embedding_model"), obj.get("embedding")
+    if (model is None) != (blob is None):
+        missing = "embedding_model" if model is None else "embedding"
+        raise bad(f"an embedding needs both embedding and embedding_model fields; no {missing}")
+    if model is not None and not isinstance(model, str):
+        raise bad(f"the embedding_model field must be a string, got {_json_type(model)}")
+    return Exported(
+        id=entry_id,
+        created_at=seconds("created_at"),
+        expires_at=seconds("expires_at"),
+        has_expires_at="expires_at" in obj,
+        last_hit_at=seconds("last_hit_at"),
+        hit_count=hits,
+        embedding_model=model,
+        embedding=_embedding(blob, model, bad) if model is not None else None,
+    )
+
+
+def _embedding(text: Any, model: str, bad: Callable[[str], UsageError]) -> bytes:
+    """The vector of an exported line, checked: base64 of little-endian float32, as many
+    as the model's dimension (the end of its name: .../384), finite, of unit length."""
+    import base64
+    import binascii
+
+    import numpy as np
+
+    if not isinstance(text, str):
+        raise bad(f"the embedding field must be base64 text, got {_json_type(text)}")
+    try:
+        blob = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("the embedding field is not valid base64") from None
+    dim = model.rsplit("/", 1)[-1]
+    if not dim.isdigit():
+        raise bad(f"the embedding_model field must end in the dimension (name/384), got {_shown(model)}")
+    if len(blob) != 4 * int(dim):
+        raise bad(f"the embedding has {len(blob) / 4:g} dimensions, {model} has {dim}")
+    vector = vectors.decode(blob)
+    if not np.isfinite(vector).all():
+        raise bad("the embedding holds a NaN or an infinity")
+    if abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        raise bad(f"the embedding is not of unit length (norm {float(np.linalg.norm(vector)):.4f})")
+    return blob
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _record(question: str, answer: str, ns: str | None, path: str, number: int, where: str = "") -> Record:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -495,6 +495,46 @@ class SQLiteStore(Tier):
                 f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE namespace = ? ORDER BY rowid", (namespace,)
             )
         return [_entry(r) for r in rows]
+
+    def scan(
+        self,
+        now: float,
+        *,
+        namespace: str | None = None,
+        since: float | None = None,
+        with_vectors: bool = False,
+        batch: int = 1000,
+    ) -> Generator[tuple[CacheEntry, bytes | None], None, None]:
+        """The live entries (not expired at `now`) of `namespace` (default: all) created
+        at or after `since`, in the order they were stored, each with its embedding blob
+        if `with_vectors`: `thrift export`. Read in one read transaction, so the entries
+        are one consistent snapshot, and streamed `batch` rows at a time, so memory stays
+        bounded. In WAL mode a reader blocks no writer (nor they it): writes made
+        meanwhile are simply not in the snapshot. Close the iterator to end the
+        transaction early."""
+        where, params = ["(expires_at IS NULL OR expires_at > ?)"], [now]
+        if namespace is not None:
+            where.append("namespace = ?")
+            params.append(namespace)  # type: ignore[arg-type]
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        columns = _ENTRY_COLUMNS + (", embedding" if with_vectors else "")
+        sql = f"SELECT {columns} FROM entries WHERE {' AND '.join(where)} ORDER BY rowid"
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+                try:
+                    cursor = self._conn.execute(sql, params)
+                    while rows := cursor.fetchmany(batch):
+                        for row in rows:
+                            yield _entry(row[:9]), row[9] if with_vectors else None
+                finally:
+                    if self._conn.in_transaction:
+                        self._conn.execute("COMMIT")
+            except self._sqlite.Error as exc:
+                damaged = "; thrift doctor checks the file" if "malformed" in str(exc) else ""
+                raise StoreError(f"cannot read {self.path}: {exc}{damaged}") from None
 
     def events(self) -> list[Event]:
         rows = self._read(

@@ -482,3 +482,17 @@ def test_a_stdout_that_cannot_be_written_is_one_line_and_exit_1(isolated_env):
         ran = subprocess.run([*thrift_executable(), "export"], stdout=full, stderr=subprocess.PIPE)
     assert ran.returncode == 1
     assert ran.stderr.decode().splitlines() == ["thrift: cannot write to stdout: No space left on device"]
+
+
+def test_an_export_piped_into_an_import_round_trips(thrift, tmp_path, isolated_env):
+    live = fill_sample(isolated_env)
+    exported = thrift("export", "--vectors")
+    assert exported.code == 0, exported.stderr
+    fresh = tmp_path / "fresh-home"
+    piped = thrift("import", "--json", "-", input=exported.stdout, env={"THRIFT_HOME": str(fresh)})
+    assert piped.code == 0, piped.stderr
+    report = json.loads(piped.stdout)
+    assert (report["path"], report["imported"], report["embedded"]) == ("-", len(live), 0)
+    assert rows(fresh) == [r for r in rows(isolated_env) if r[2] != "Already expired?"]
+    bad = thrift("import", "-", input=b'{"question": "no answer"}\n', env={"THRIFT_HOME": str(fresh)})
+    assert bad.code == 2 and bad.stderr.startswith("thrift: <stdin>:1: ") and bad.stderr.count("\n") == 1

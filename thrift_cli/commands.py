@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 import typer
@@ -214,12 +216,32 @@ def index(
     return 0
 
 
+@contextmanager
+def _spooled_stdin(file: str) -> Iterator[str]:
+    """`file`, or for `-` a temporary copy of stdin (an import reads its file twice: once
+    to check every record, once to store them), named `<stdin>` in any error line."""
+    if file != "-":
+        yield file
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="thrift-import-") as tmp:
+        spooled = os.path.join(tmp, "stdin")  # no suffix: the format is told by the content
+        with open(spooled, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        try:
+            yield spooled
+        except UsageError as exc:
+            raise UsageError(str(exc).replace(spooled, "<stdin>")) from None
+
+
 @app.command("import", cls=_Command)
 def import_(
     ctx: typer.Context,
     file: Annotated[
         str,
-        typer.Argument(help="JSONL, CSV or TSV of questions and answers, or llm's logs.db."),
+        typer.Argument(help="JSONL, CSV or TSV of questions and answers (- for stdin), or llm's logs.db."),
     ],
     namespace: Annotated[
         Optional[str],
@@ -281,14 +303,16 @@ def import_(
 
     tty = sys.stderr is not None and sys.stderr.isatty()
     try:
-        summary = import_file(
-            file,
-            namespace=namespace,
-            ttl=seconds,
-            ttl_wins=ttl is not None,  # a record's own expires_at beats THRIFT_TTL, not --ttl
-            replace=replace,
-            progress=show if tty else None,
-        )
+        with _spooled_stdin(file) as path:
+            summary = import_file(
+                path,
+                namespace=namespace,
+                ttl=seconds,
+                ttl_wins=ttl is not None,  # a record's own expires_at beats THRIFT_TTL, not --ttl
+                replace=replace,
+                progress=show if tty else None,
+            )
+        summary.path = file
     finally:
         if tty:
             sys.stderr.write("\r\x1b[K")

@@ -339,7 +339,7 @@ def detect(path: str) -> str:
     """`jsonl`, `json` (an array), `csv`, `tsv` or `llm`: by content, then by extension."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe could not be read twice
-            raise UsageError(f"{path} is not a regular file; save it to one first")
+            raise UsageError(f"{path} is not a regular file: save it to one first, or give it as - (stdin)")
         with open(path, "rb") as f:
             head = f.read(65536)
     except OSError as exc:

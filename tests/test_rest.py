@@ -351,3 +351,25 @@ def test_push_on_store_reaches_the_remote_over_rest(project, thrift, fake_llm, t
     while not project.rows() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [v[0] for v in project.rows().values()] == [ran.stdout.decode()]
+
+
+def test_api_roles_made_after_init_get_their_rights_at_the_next_init(own_pg, tmp_path, monkeypatch):
+    """`anon` made after the first `thrift remote init` (a server of the test's own, so no
+    other test made it first): refused until init runs again."""
+    admin = own_pg.create_database("late_roles")
+    with remote_db.connect(admin) as conn:
+        remote_db.migrate(conn)
+        key = remote_db.create_key(conn, "t@example.com", tenant="team")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    own_pg.connect(autocommit=True).execute(
+        "DROP ROLE IF EXISTS anon"
+    )  # a server of its own: no other test's anon
+    authenticator = setup_roles(own_pg, admin)
+    home = tmp_path / "h"
+    fill(home, [entry("late")])
+    with PostgrestServer(authenticator, ANON_KEY) as api:
+        with pytest.raises(SyncError, match="permission denied"):
+            sync(db_path(home), api.url, key, rest_key=ANON_KEY)
+        with remote_db.connect(admin) as conn:
+            assert remote_db.migrate(conn) == []  # nothing new to apply, the grants again
+        assert sync(db_path(home), api.url, key, rest_key=ANON_KEY).pushed == 1

@@ -116,6 +116,8 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name) VALUES (%s)", (name,))
                 done.append(name)
             claim_model(conn)
+            if conn.execute("SELECT to_regprocedure('thrift_grant_api_roles()')").fetchone() != (None,):
+                conn.execute("SELECT thrift_grant_api_roles()")  # Supabase's API roles, every run
     except psycopg.Error as exc:
         raise RemoteError(f"cannot set up the remote: {reason(exc)}") from None
     from pgvector.psycopg import register_vector

@@ -216,8 +216,9 @@ GRANT EXECUTE ON FUNCTION thrift_session, thrift_status, thrift_wins, thrift_sna
 -- Supabase: PostgREST runs a request as `anon` (the anon / publishable key) or
 -- `authenticated`, roles made NOINHERIT there (membership of thrift_client would give them
 -- nothing): they get a thrift client's rights themselves. The API key in the x-api-key
--- header still chooses the tenant, under row-level security.
-DO $$
+-- header still chooses the tenant, under row-level security. `thrift remote init` calls
+-- this on every run, so a role made after the first init gets its rights at the next.
+CREATE FUNCTION thrift_grant_api_roles() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     r text;
 BEGIN
@@ -227,13 +228,15 @@ BEGIN
             EXECUTE format('GRANT SELECT, INSERT, DELETE ON sync_pushes TO %I', r);
             EXECUTE format('GRANT SELECT ON api_keys, thrift_meta, thrift_migrations TO %I', r);
             EXECUTE format('GRANT EXECUTE ON FUNCTION thrift_tenant, thrift_key_hash, match_cache_entries, '
-                           'thrift_session, thrift_status, thrift_wins, thrift_snapshot, thrift_caller, thrift_stage_push, '
-                           'thrift_apply_push, thrift_push, thrift_pull, thrift_count_changes, thrift_pushed, '
-                           'thrift_lookup TO %I', r);
+                           'thrift_session, thrift_status, thrift_wins, thrift_snapshot, thrift_caller, '
+                           'thrift_stage_push, thrift_apply_push, thrift_push, thrift_pull, '
+                           'thrift_count_changes, thrift_pushed, thrift_lookup TO %I', r);
         END IF;
     END LOOP;
 END
 $$;
+
+REVOKE EXECUTE ON FUNCTION thrift_grant_api_roles FROM PUBLIC;
 
 -- PostgREST caches the schema: tell it about the new functions.
 NOTIFY pgrst, 'reload schema';

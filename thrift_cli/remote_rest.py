@@ -86,8 +86,27 @@ class RestClient:
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RemoteError(f"cannot reach the remote {self.where}: {why}", why) from None
 
+    def session(self) -> dict[str, Any]:
+        """`thrift_session()`: who the key is and what the remote is. RemoteError for a key
+        the remote does not know, or has revoked."""
+        found = self.call("thrift_session", {})  # there since 0003_rpc, as all we call
+        if not isinstance(found, dict) or found.get("tenant") is None:
+            why = "does not know this API key, or it was revoked"
+            raise RemoteError(f"the remote {self.where} {why} (set THRIFT_API_KEY)", f"the remote {why}")
+        return found
+
     def close(self) -> None:
         self._http.close()
+
+
+def check_model(session: dict[str, Any]) -> None:
+    """Refuse a remote whose vectors come from another embedding model (remote_db.check_model)."""
+    from thrift_cli.remote_db import EMBEDDING_MODEL
+
+    if session.get("model") not in (None, EMBEDDING_MODEL):
+        raise RemoteError(
+            f"the remote's vectors come from {session['model']}, not {EMBEDDING_MODEL}; use another database"
+        )
 
 
 def api_reason(exc: Any) -> str:
@@ -109,15 +128,9 @@ def status(url: str, key: str, api_key: str) -> dict[str, Any]:
     client = RestClient(url, key, api_key)
     try:
         started = time.perf_counter()
-        session = client.call("thrift_session", {})
+        session = client.session()
         rtt_ms = (time.perf_counter() - started) * 1000.0
-        if not isinstance(session, dict) or session.get("tenant") is None:
-            why = "the remote does not know this API key, or it was revoked"
-            raise RemoteError(f"{why} (set THRIFT_API_KEY)", why)
-        from thrift_cli.remote_db import EMBEDDING_MODEL
-
-        if session.get("model") not in (None, EMBEDDING_MODEL):
-            raise RemoteError(f"the remote's vectors come from {session['model']}, not {EMBEDDING_MODEL}")
+        check_model(session)
         report = client.call("thrift_status", {})
     finally:
         client.close()

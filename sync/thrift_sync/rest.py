@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from thrift_cli.remote_db import EMBEDDING_MODEL, RemoteError
-from thrift_cli.remote_rest import MAX_ROWS, RestClient, parse_time, parse_vector, vector_text
+from thrift_cli.remote_db import RemoteError
+from thrift_cli.remote_rest import MAX_ROWS, RestClient, check_model, parse_time, parse_vector, vector_text
 from thrift_sync.errors import SyncError
 from thrift_sync.mirror import LocalRow, Mirror, RemoteRow, Tombstone
 
@@ -41,7 +41,8 @@ class RestRemote:
         self.client = RestClient(url, key, api_key)
         self.where = self.client.where
         try:
-            session = self.client.call("thrift_session", {})  # there since 0003_rpc, as all we call
+            session = self.client.session()
+            check_model(session)
         except RemoteError as exc:
             self.client.close()
             if "older thrift schema" in exc.reason:
@@ -49,17 +50,6 @@ class RestRemote:
                     f"the remote {self.where} is not set up for this thrift: run thrift remote init"
                 ) from None
             raise SyncError(str(exc)) from None
-        if not isinstance(session, dict) or session.get("tenant") is None:
-            self.client.close()
-            raise SyncError(
-                f"the remote {self.where} does not know this API key, or it was revoked (set THRIFT_API_KEY)"
-            )
-        if session.get("model") not in (None, EMBEDDING_MODEL):
-            self.client.close()
-            model = session["model"]
-            raise SyncError(
-                f"the remote's vectors come from {model}, not {EMBEDDING_MODEL}; use another database"
-            )
         self.tenant: str = session["tenant"]
         # The same remote reached over Postgres has another identity: a cursor is kept per path.
         self.identity = f"{self.client.url}/{session.get('database')}#{self.tenant}"

@@ -174,11 +174,7 @@ class RemoteTier(Tier):
         from thrift_cli.remote_rest import RestClient
 
         api = RestClient(self.url, self._rest_key or "", self._api_key, timeout=self.timeout)
-        session = api.call("thrift_session", {})
-        if not isinstance(session, dict) or session.get("tenant") is None:
-            from thrift_cli.remote_db import RemoteError
-
-            raise RemoteError("the remote does not know this API key, or it was revoked (set THRIFT_API_KEY)")
+        api.session()  # an unknown or revoked key: one warning, not silence
         return api
 
     def _entry(self, row: tuple[Any, ...]) -> CacheEntry:

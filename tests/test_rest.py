@@ -7,7 +7,6 @@ level: no PostgREST server exists on PyPI or Debian to run for real."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import thrift_executable
 from pg_servers import closed_port, connect
 from rest_servers import MAX_ROWS, PREFIX, PostgrestServer, setup_roles
-from test_sync import _filled_with_hits, entry, fill, hit, local_rows, qhash
+from test_sync import _filled_with_hits, assert_all_pushed, entry, fill, hit, local_rows, qhash, sync_process
 
 from thrift_cli import remote_db
 from thrift_cli.home import db_path
@@ -295,23 +293,13 @@ def test_remote_status_and_doctor_over_the_rest_api(project, thrift, tmp_path):
 
 
 def _sync_process(project: Project, home: Path, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*thrift_executable(), "sync", *args],
-        env={**os.environ, **project.env(home), **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    return sync_process({**project.env(home), **env}, *args)
 
 
 def _assert_exact(project: Project, home: Path, counts: dict[str, int]) -> None:
-    from thrift_sync.mirror import Mirror
-
     assert {h: v[1] for h, v in project.rows().items()} == counts  # none lost, none twice, hits exact
     assert {h: v[2] for h, v in local_rows(home).items()} == counts
-    mirror = Mirror(db_path(home))
-    assert mirror.count_unpushed(time.time()) == (0, 0) and mirror.pending() is None
-    mirror.close()
+    assert_all_pushed(home)
 
 
 @pytest.mark.parametrize("point", ["push-before-commit", "push-after-commit"])

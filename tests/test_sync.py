@@ -365,20 +365,20 @@ def test_a_commit_out_of_order_is_still_pulled(remote, tmp_path):
 # -- resumability: SIGKILLed syncs -------------------------------------------------------
 
 
-def _sync_process(remote: Remote, home: Path, *args: str, **env: str) -> subprocess.Popen:
+def sync_process(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """`thrift sync ARGS` as a process of its own, with `env` over this one's; stderr piped."""
     return subprocess.Popen(
         [*thrift_executable(), "sync", *args],
-        env={
-            **os.environ,
-            "THRIFT_HOME": str(home),
-            "DATABASE_URL": remote.client,
-            "THRIFT_API_KEY": remote.keys["team"],
-            **env,
-        },
+        env={**os.environ, **env},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _sync_process(remote: Remote, home: Path, *args: str, **env: str) -> subprocess.Popen:
+    over = {"THRIFT_HOME": str(home), "DATABASE_URL": remote.client, "THRIFT_API_KEY": remote.keys["team"]}
+    return sync_process({**over, **env}, *args)
 
 
 def _filled_with_hits(home: Path, n: int) -> dict[str, int]:
@@ -397,6 +397,11 @@ def _assert_exact(remote: Remote, home: Path, counts: dict[str, int]) -> None:
     r = remote_rows(remote)
     assert {h: v[2] for h, v in r.items()} == counts  # none lost, none duplicated, hits exact
     assert {h: v[2] for h, v in local_rows(home).items()} == counts
+    assert_all_pushed(home)
+
+
+def assert_all_pushed(home: Path) -> None:
+    """Nothing left to push in `home`, and no push batch left unsettled."""
     from thrift_sync.mirror import Mirror
 
     mirror = Mirror(db_path(home))

@@ -13,6 +13,7 @@ HEAVY = [
     "transformers",
     "presidio_analyzer",
     "textual",
+    "thrift_cli.tui",
     "fastapi",
     "supabase",
     "thrift_cli.minilm",

@@ -533,3 +533,33 @@ def stats(
     from thrift_cli.stats_cmd import run
 
     return run(since=since, namespace=namespace, as_json=as_json, top=top)
+
+
+@app.command(cls=_Command)
+def top(
+    since: Annotated[
+        Optional[str],
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="The time window: 15m, 1h, 24h, 7d, 30d, all (t cycles them), any duration, or a date.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")
+    ] = None,
+    interval: Annotated[
+        Optional[str],
+        typer.Option("--interval", metavar="SECONDS", help="How often to look for new lookups."),
+    ] = None,
+    light: Annotated[bool, typer.Option("--light", help="Colours for a light terminal.")] = False,
+) -> int:
+    """Watch the cache live: hit rate, time, tokens and money saved, tiers, latency, lookups as they happen.
+
+    Example: thrift top --since 1h
+
+    The figures are thrift stats' for the window (last 24h unless --since), read again whenever another process records a lookup; it only reads the cache and never makes a writer wait. Keys: q quit, p pause, / filter by namespace, t time window, enter the selected entry, f forget it (asks first), ? help. NO_COLOR is honoured. Exit codes: 0 quit; 1 thrift's own error; 2 bad usage (or no terminal: use thrift stats --json).
+    """  # noqa: E501
+    from thrift_cli.tui.command import run
+
+    return run(since=since, namespace=namespace, interval=interval, light=light)

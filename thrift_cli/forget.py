@@ -107,6 +107,38 @@ def forget_id(cache: SemanticCache, entry_id: str) -> list[tuple[str, CacheEntry
     return removed
 
 
+def forget_entry(entry_id: str) -> ForgetResult:
+    """`thrift forget --id`, for a caller with no command line (`thrift top`): open the
+    cache `thrift ask` would use, forget the entry from every tier, close it."""
+    result = ForgetResult()
+    cache, _store = _open(None, similar=False)
+    if cache is None:
+        result.exit_code = NOTHING_TO_FORGET_EXIT
+        return result
+    with cache:
+        removed = forget_id(cache, entry_id)
+        result.deleted, result.tiers = _by_entry(removed), _counts(removed)
+        result.namespace = result.deleted[0].namespace if result.deleted else None
+        result.error = _unreached(cache)
+    if result.error is not None:
+        result.exit_code = 1
+    elif not result.deleted:
+        result.exit_code = NOTHING_TO_FORGET_EXIT
+    return result
+
+
+def _unreached(cache: SemanticCache) -> str | None:
+    """Why the forget is incomplete: the shared tiers that could not be reached."""
+    failed = [t for t in cache.tiers if getattr(t, "last_error", None)]
+    if not failed:
+        return None
+    names = ", ".join(t.name for t in failed)
+    return (
+        f"{names} could not be reached: what it holds is not forgotten (and is still served); "
+        "run this again when it answers"
+    )
+
+
 def namespace_entries(cache: SemanticCache, store: SQLiteStore | None, namespace: str) -> list[Forgotten]:
     """The entries of `namespace` in every tier that can list them, one per entry id."""
     from thrift_cli.tiers.redis import RedisTier
@@ -198,13 +230,8 @@ def run(command: list[str] | None, options: ForgetOptions, confirm: Callable[[st
             assert question is not None
             removed = forget_question(cache, question)
             result.deleted, result.tiers = _by_entry(removed), _counts(removed)
-        failed = [t for t in cache.tiers if getattr(t, "last_error", None)]
-        if failed:
-            names = ", ".join(t.name for t in failed)
-            result.error = (
-                f"{names} could not be reached: what it holds is not forgotten (and is still "
-                "served); run this again when it answers"
-            )
+        result.error = _unreached(cache)
+        if result.error is not None:
             result.exit_code = 1
         elif not any(result.tiers.values()) and result.exit_code == 0:
             _nothing(result, options, question, None)

@@ -90,5 +90,5 @@ class Event:
     question_hash: str | None = None
     at: float = field(default_factory=time.time)
     source: str | None = None  # of a hit: the tier that held the entry (CacheHit.source)
-    question: str | None = None  # the question asked; kept only with its vetoes
+    question: str | None = None  # the question asked (events.question: sql/sqlite/0005_feed.sql)
     vetoes: tuple[Veto, ...] = ()  # candidates a guard refused in this lookup (table vetoes)

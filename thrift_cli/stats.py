@@ -1,11 +1,13 @@
-"""The figures of `thrift stats` (and, later, `thrift top`): computed from the events table.
+"""The figures of `thrift stats` and `thrift top`: computed from the events table.
 
 Pure functions over an open connection to the cache file that only read it, all inside one
 read transaction (a WAL snapshot: consistent, and no writer waits for it). No model, no
 numpy. A window is `since` (unix seconds, None: all time) and an optional namespace;
 `figures()` returns a plain dict whose layout is the `--json` schema documented in the
 README (`SCHEMA` is bumped on any incompatible change). `last_event_id` in it lets a
-poller (the TUI) skip a refresh when no event was recorded since the last one.
+poller (the TUI) skip a refresh when no event was recorded since the last one. Beside it,
+for the live views: `timeline()` (lookups and hits per minute, hour or day), `recent()`
+(the latest lookups, with the question asked and the one matched) and `entry_detail()`.
 
 Estimates, stated where they are made:
 - tokens: a text of B UTF-8 bytes counts ceil(B / 4) tokens (`TOKEN_BYTES`), the
@@ -29,6 +31,10 @@ SCHEMA = 1
 TOKEN_BYTES = 4  # UTF-8 bytes per token: OpenAI's rule of thumb (~4 characters of English)
 TOP_QUESTIONS = 10
 RECENT_VETOES = 10
+# The latency histogram's bucket edges, in ms: [0, 1), [1, 2) ... [1000, inf).
+HISTOGRAM_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+# The timeline's bucket widths, in seconds: the narrowest that fits the window in its points.
+TIMELINE_STEPS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
 _HIT = "tier IN ('exact', 'semantic')"
 _STORED_MISS = "tier = 'miss' AND outcome = 'stored'"  # the partial index events_stored_entry
 
@@ -83,6 +89,17 @@ def percentiles(values: list[float]) -> dict[str, Any]:
         return round(ordered[max(math.ceil(p / 100 * len(ordered)) - 1, 0)], 2)
 
     return {"n": len(ordered), "p50": rank(50), "p95": rank(95), "p99": rank(99)}
+
+
+def histogram(values: list[float], edges: tuple[float, ...] = HISTOGRAM_EDGES_MS) -> list[int]:
+    """How many of `values` fall in each bucket: below edges[0], [edges[i], edges[i+1]),
+    and at or above the last edge (len(edges) + 1 counts). Counted on the sorted values
+    (cheap when they already are: `_latencies` sorts them once for the percentiles too)."""
+    import bisect
+
+    ordered = sorted(values)
+    below = [bisect.bisect_left(ordered, edge) for edge in edges]
+    return [b - a for a, b in zip([0, *below], [*below, len(ordered)], strict=True)]
 
 
 def empty(window: Window, default_price: float, now: float | None = None) -> dict[str, Any]:
@@ -226,6 +243,20 @@ def _entries(conn: Any, window: Window, now: float) -> dict[str, tuple[int, int]
     return {ns: (int(live), int(expired)) for ns, live, expired in rows}
 
 
+def _entries_figure(entries: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    live = {ns: counts[0] for ns, counts in sorted(entries.items())}
+    return {"total": sum(live.values()), "expired": sum(c[1] for c in entries.values()), "by_namespace": live}
+
+
+def entry_counts(conn: Any, window: Window, now: float | None = None) -> dict[str, Any]:
+    """The `entries` figure alone (cheap: the entries table's namespace index)."""
+    return _entries_figure(_entries(conn, window, time.time() if now is None else now))
+
+
+def last_event_id(conn: Any) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+
 def _medians(conn: Any, namespaces: set[str]) -> dict[str | None, float]:
     """The median call time of each of `namespaces` (of all stored misses ever; key None:
     of every namespace), for the hits whose own call is not known."""
@@ -263,6 +294,8 @@ def _latencies(conn: Any, window: Window) -> dict[str, list[float]]:
             f"SELECT latency_ms FROM events WHERE tier = 'miss' AND call_ms IS NOT NULL AND {where}", params
         )
     ]
+    for values in found.values():
+        values.sort()  # once, for both the percentiles and the histogram
     return found
 
 
@@ -291,7 +324,117 @@ def _vetoes(conn: Any, window: Window, limit: int) -> tuple[int, list[tuple[Any,
     return int(total), list(rows)
 
 
+def timeline(
+    conn: Any,
+    window: Window,
+    *,
+    now: float | None = None,
+    points: int = 60,
+    known: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Lookups and hits per bucket of time, oldest first, from the window's start (or the
+    first event) to `now`: the narrowest of TIMELINE_STEPS that needs at most `points`
+    buckets (buckets start at multiples of the step, in unix time). Each count is read from
+    its covering index (events_hits, events_misses).
+
+    `known`: an earlier timeline of the same window (the same `since`) and points. Its
+    buckets but the last two are kept, and only the events from there on are read: a
+    refresh reads the minutes that changed, not the month. (Two: an event is stamped when
+    its lookup ends, and may commit a moment later, after a read, into the bucket before.)"""
+    now = time.time() if now is None else now
+    start = window.since
+    if start is None:
+        where, params = window.where()
+        start = conn.execute(f"SELECT min(at) FROM events WHERE {where}", params).fetchone()[0]
+        start = now if start is None else start
+    span = max(now - start, 0.0)
+    step = next((s for s in TIMELINE_STEPS if span / s < points), TIMELINE_STEPS[-1])
+    last = math.floor(now / step)
+    n = min(last - math.floor(start / step) + 1, points)
+    first = (last - n + 1) * step
+    lookups, hits = [0] * n, [0] * n
+    read_from = max(first, start)
+    if known is not None and known["step_seconds"] == step and known["lookups"]:
+        reread = known["start"] + (len(known["lookups"]) - 2) * step
+        if first <= reread:
+            offset = int((first - known["start"]) // step)
+            for i in range(n):
+                j = i + offset
+                if 0 <= j < len(known["lookups"]) - 2:
+                    lookups[i], hits[i] = known["lookups"][j], known["hits"][j]
+            read_from = max(read_from, reread)
+    where, params = Window(since=read_from, namespace=window.namespace).where()
+    for condition, into in ((_HIT, (lookups, hits)), ("tier = 'miss'", (lookups,))):
+        rows = conn.execute(
+            f"SELECT CAST((at - ?) / ? AS INTEGER), count(*) FROM events "
+            f"WHERE {condition} AND {where} GROUP BY 1",
+            (first, step, *params),
+        )
+        for bucket, count in rows:
+            if 0 <= bucket < n:
+                for counts in into:
+                    counts[bucket] += count
+    return {"step_seconds": step, "start": first, "lookups": lookups, "hits": hits}
+
+
+def recent(conn: Any, window: Window, *, limit: int = 50, after_id: int = 0) -> list[dict[str, Any]]:
+    """The window's latest lookups after event `after_id`, newest first: what was asked,
+    how it was answered and, for a semantic hit, the stored question it matched."""
+    where, params = window.where("e")
+    rows = conn.execute(
+        "SELECT e.id, e.at, e.namespace, e.tier, e.source, e.similarity, e.latency_ms, e.call_ms, "
+        "e.outcome, e.entry_id, e.question, n.question FROM events e "
+        f"LEFT JOIN entries n ON n.id = e.entry_id WHERE e.id > ? AND {where} ORDER BY e.id DESC LIMIT ?",
+        (after_id, *params, limit),
+    )
+    feed = []
+    for id_, at, ns, tier, source, sim, latency, call, outcome, entry_id, asked, held in rows:
+        feed.append(
+            {
+                "id": id_,
+                "at": at,
+                "namespace": ns,
+                "tier": tier,
+                "source": source,
+                "similarity": None if sim is None else round(sim, 4),
+                "latency_ms": round(latency, 2),
+                "call_ms": None if call is None else round(call, 1),
+                "outcome": outcome,
+                "entry_id": entry_id,
+                # Exact hits and stored misses keep no question of their own: their entry's.
+                "question": asked if asked is not None else held,
+                "matched": held if tier == "semantic" else None,
+            }
+        )
+    return feed
+
+
+def entry_detail(conn: Any, entry_id: str, *, vetoes: int = RECENT_VETOES) -> dict[str, Any] | None:
+    """One entry as stored (question, answer, hits...) and the latest lookups a guard
+    refused it to; None when no entry has that id (forgotten, or never here)."""
+    row = conn.execute(
+        "SELECT id, namespace, question, answer, created_at, expires_at, hit_count, last_hit_at "
+        "FROM entries WHERE id = ?",
+        (entry_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("id", "namespace", "question", "answer", "created_at", "expires_at", "hits", "last_hit_at")
+    detail = dict(zip(keys, row, strict=True))
+    detail["vetoes"] = [
+        {"at": at, "question": q, "similarity": round(sim, 4), "guard": guard}
+        for at, q, sim, guard in conn.execute(
+            "SELECT at, question, similarity, guard FROM vetoes WHERE namespace = ? AND candidate = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (detail["namespace"], detail["question"], vetoes),
+        )
+    ]
+    return detail
+
+
 # -- the figures, from the rows ---------------------------------------------------------
+
+_LATENCIES = ("exact", "semantic", "miss_overhead")
 
 
 def _outcome(outcome: str | None) -> str:
@@ -362,18 +505,13 @@ def _assemble(
             "price_from": rule,
             "usd": round((ns_tokens or 0) / 1000 * price, 6),
         }
-    live = {ns: counts_[0] for ns, counts_ in sorted(entries.items())}
     return {
         "schema": SCHEMA,
         "generated_at": round(now, 3),
         "since": window.since,
         "namespace": window.namespace,
         "last_event_id": last_event_id,
-        "entries": {
-            "total": sum(live.values()),
-            "expired": sum(c[1] for c in entries.values()),
-            "by_namespace": live,
-        },
+        "entries": _entries_figure(entries),
         "lookups": lookups,
         "hits": hits,
         "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
@@ -393,8 +531,11 @@ def _assemble(
             "usd": round(sum(m["usd"] for m in money.values()), 6),
             "by_namespace": dict(sorted(money.items())),
         },
-        "latency_ms": {name: percentiles(list(values)) for name, values in latencies.items()}
-        or {name: percentiles([]) for name in ("exact", "semantic", "miss_overhead")},
+        "latency_ms": {name: percentiles(list(latencies.get(name, []))) for name in _LATENCIES},
+        "latency_histogram": {
+            "edges_ms": list(HISTOGRAM_EDGES_MS),
+            **{name: histogram(list(latencies.get(name, []))) for name in _LATENCIES},
+        },
         "top_questions": [
             {"question": q, "namespace": ns, "entry_id": entry_id, "hits": n, "last_hit_at": last}
             for entry_id, ns, q, n, last in top_rows

@@ -62,12 +62,12 @@ def run(*, since: str | None, namespace: str | None, as_json: bool, top: int) ->
 # -- the text form: fits 80 columns ------------------------------------------------------
 
 
-def _clip(text: str, width: int) -> str:
+def clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _when(at: float | None) -> str:
+def when(at: float | None) -> str:
     return "-" if at is None else datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
 
 
@@ -75,7 +75,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if abs(seconds) < 120:
         return f"{seconds:,.1f} s"
     if abs(seconds) < 7200:
@@ -88,9 +88,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def render(f: dict[str, Any]) -> str:
-    window = "all time" if f["since"] is None else f"since {_when(f['since'])}"
+    window = "all time" if f["since"] is None else f"since {when(f['since'])}"
     if f["namespace"] is not None:
-        window += f", namespace {_clip(f['namespace'], 30)}"
+        window += f", namespace {clip(f['namespace'], 30)}"
     misses, saved, tiers = f["misses"], f["time_saved"], f["hits_by_tier"]
     sources = ", ".join(f"{n:,} {name}" for name, n in f["hits_by_source"].items() if n)
     unknown = f"; {saved['unknown_hits']:,} unknown" if saved["unknown_hits"] else ""
@@ -107,9 +107,9 @@ def render(f: dict[str, Any]) -> str:
         f"{misses['timed_out']:,} timed out, {misses['lookup_only']:,} lookup-only,",
         f"             {misses['not_stored']:,} not stored otherwise; "
         f"{misses['vetoed']:,} after a guard's veto",
-        f"time saved   {_duration(saved['seconds'])}: {_duration(saved['measured_seconds'])} measured "
+        f"time saved   {duration(saved['seconds'])}: {duration(saved['measured_seconds'])} measured "
         f"over {saved['measured_hits']:,} hits,",
-        f"             {_duration(saved['estimated_seconds'])} estimated over {saved['estimated_hits']:,} "
+        f"             {duration(saved['estimated_seconds'])} estimated over {saved['estimated_hits']:,} "
         f"(no known call){unknown}",
         f"tokens saved ~{f['tokens_saved']:,} (UTF-8 bytes / 4), ~${f['money_saved']['usd']:,.4f}",
         "",
@@ -124,13 +124,13 @@ def render(f: dict[str, Any]) -> str:
         lines += ["", f"{'top questions':<52}{'hits':>8}  last hit"]
         for q in f["top_questions"]:
             question = q["question"] if q["question"] is not None else f"(forgotten entry {q['entry_id']})"
-            lines.append(f"{_clip(question, 50):<52}{q['hits']:>8,}  {_when(q['last_hit_at'])}")
+            lines.append(f"{clip(question, 50):<52}{q['hits']:>8,}  {when(q['last_hit_at'])}")
     vetoes = f["vetoes"]
     if vetoes["total"]:
         lines += ["", f"guard vetoes: {vetoes['total']:,} (latest first)"]
         for v in vetoes["recent"]:
             lines.append(
-                f"  {v['guard']:<11} {v['similarity']:.3f}  {_clip(v['question'], 28):<28} "
-                f"≠ {_clip(v['candidate'], 26)}"
+                f"  {v['guard']:<11} {v['similarity']:.3f}  {clip(v['question'], 28):<28} "
+                f"≠ {clip(v['candidate'], 26)}"
             )
     return "\n".join(lines)

@@ -559,8 +559,8 @@ class SQLiteStore(Tier):
     def _insert_event(conn: Any, e: Event) -> None:
         cur = conn.execute(
             "INSERT INTO events (at, namespace, tier, similarity, latency_ms, answer_bytes, call_ms, "
-            "outcome, entry_id, question_hash, source, question_bytes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "outcome, entry_id, question_hash, source, question_bytes, question) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.at,
                 e.namespace,
@@ -574,6 +574,7 @@ class SQLiteStore(Tier):
                 e.question_hash,
                 e.source,
                 None if e.question is None else len(e.question.encode("utf-8", "surrogatepass")),
+                e.question if e.tier == "semantic" or (e.tier == "miss" and e.entry_id is None) else None,
             ),
         )
         if e.vetoes:  # the pairs a guard refused, for `thrift stats` (sql/sqlite/0004_stats.sql)

@@ -230,9 +230,9 @@ def run(command: list[str] | None, options: ForgetOptions, confirm: Callable[[st
             assert question is not None
             removed = forget_question(cache, question)
             result.deleted, result.tiers = _by_entry(removed), _counts(removed)
-        result.error = _unreached(cache)
-        if result.error is not None:
-            result.exit_code = 1
+        unreached = _unreached(cache)
+        if unreached is not None:
+            result.error, result.exit_code = unreached, 1
         elif not any(result.tiers.values()) and result.exit_code == 0:
             _nothing(result, options, question, None)
     return _report(result, options)

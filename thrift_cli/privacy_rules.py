@@ -25,10 +25,34 @@ _WELL_KNOWN_IPS = frozenset({"1.1.1.1", "1.0.0.1", "8.8.8.8", "8.8.4.4", "9.9.9.
 _NO_MACS = frozenset({"ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"})
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
+# A bare run of digits is a timestamp, a count or an id far more often than a phone or NHS
+# number: libphonenumber accepts most 10-digit runs, and one in eleven passes the NHS
+# checksum (1720659338, a Unix time). Bare, they need a word that says what they are, just
+# before them; written with spaces, dashes or a + they speak for themselves.
+_SAYS_SO = {
+    "PHONE_NUMBER": re.compile(
+        r"(?i)\b(?:phone|call|tel|telephone|mobile|cell|fax|whatsapp|sms|dial|contact)"
+    ),
+    "UK_NHS": re.compile(r"(?i)\bnhs\b"),
+}
+_SAYS_SO_WITHIN = 40  # characters before the number
+# Digits that count up or down, or repeat one digit, are an example (AWS's 123456789012,
+# 000000000), not anyone's number.
+_NUMBER_TYPES = frozenset(
+    {"PHONE_NUMBER", "US_SSN", "US_ITIN", "US_PASSPORT", "US_DRIVER_LICENSE", "US_BANK_NUMBER", "UK_NHS"}
+)
+_RUNS = "0123456789" * 3
+
 
 def keep(text: str, entity_type: str, start: int, end: int) -> bool:
     """Whether a span Presidio found is one to replace."""
     span = text[start:end]
+    if entity_type in _NUMBER_TYPES and _example_digits(span):
+        return False
+    says_so = _SAYS_SO.get(entity_type)
+    bare = span.strip("()").isdigit()  # "(1717430400": libphonenumber takes a paren along
+    if says_so and bare and not says_so.search(text, max(0, start - _SAYS_SO_WITHIN), start):
+        return False
     if entity_type == "PERSON":
         return name_shaped(span, titled=_TITLE_BEFORE.search(text, 0, start) is not None)
     if entity_type == "IP_ADDRESS":
@@ -38,6 +62,11 @@ def keep(text: str, entity_type: str, start: int, end: int) -> bool:
     if entity_type == "MAC_ADDRESS":
         return span.lower().replace("-", ":") not in _NO_MACS
     return True
+
+
+def _example_digits(span: str) -> bool:
+    digits = "".join(c for c in span if c.isdigit())
+    return len(digits) >= 6 and (len(set(digits)) == 1 or digits in _RUNS or digits[::-1] in _RUNS)
 
 
 def name_end(text: str, entity_type: str, start: int, end: int) -> int:

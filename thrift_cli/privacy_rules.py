@@ -56,7 +56,7 @@ def keep(text: str, entity_type: str, start: int, end: int) -> bool:
     if entity_type == "PERSON":
         return name_shaped(span, titled=_TITLE_BEFORE.search(text, 0, start) is not None)
     if entity_type == "IP_ADDRESS":
-        return personal_ip(span)
+        return personal_ip(span) and not _a_version(text, start, end)
     if entity_type == "PHONE_NUMBER":
         return not _DOTTED_QUAD.fullmatch(span)  # 255.255.192.0 is a netmask
     if entity_type == "MAC_ADDRESS":
@@ -74,6 +74,15 @@ def name_end(text: str, entity_type: str, start: int, end: int) -> int:
     if entity_type == "PERSON" and text[start:end].endswith(("'s", "’s")):
         return end - 2
     return end
+
+
+# Four-part versions read as IPv4: Windows 10.0.19041.1, a kernel's 5.15.153.1-microsoft.
+_VERSION_BEFORE = re.compile(r"(?i)\b(?:version|ver|build|kernel|release|firmware)[ \t:=]*\(?\Z")
+_VERSION_AFTER = re.compile(r"[-+~][^\W\d_]")
+
+
+def _a_version(text: str, start: int, end: int) -> bool:
+    return bool(_VERSION_AFTER.match(text, end) or _VERSION_BEFORE.search(text, max(0, start - 20), start))
 
 
 def personal_ip(span: str) -> bool:
@@ -122,20 +131,39 @@ _NOT_NAMES = frozenset(
     studio success summary support system systems table task team template terminal test
     tests theme thanks token tokens tool toolkit tools update upgrade upload usage use user
     users version view viewer web welcome window windows word workflow workspace world
-    zero""".split()  # noqa: SIM905
+    zero info sales billing noreply desk office careers jobs press marketing""".split()  # noqa: SIM905
 )
+
+
+# Lower-case particles between the capitalised words of a name: Willem de Vries, Ana dos
+# Santos, Ludwig van der Berg, Omar bin Said.
+_PARTICLES = frozenset("de van von der den da das do dos di del della la le du bin ibn al el ter ten".split())  # noqa: SIM905
 
 
 def name_shaped(span: str, titled: bool = False) -> bool:
     words = span.split(" ")
-    if not 1 + (not titled) <= len(words) <= 4:
+    capitalised = [w for w in words if w not in _PARTICLES]
+    if not 1 + (not titled) <= len(capitalised) <= 4 or words[0] in _PARTICLES or words[-1] in _PARTICLES:
         return False
-    for word in words:
+    for word in capitalised:
         if not _NAME_WORD.fullmatch(word) or not word[0].isupper():
             return False
         if word.casefold() in _NOT_NAMES or (len(word) > 1 and word.isupper()):
             return False
     return True
+
+
+def _leading_name(words: list[str]) -> list[str]:
+    """The words of a run up to its first lower-case word that is no particle: "Siobhán
+    O'Connor and I was" -> Siobhán O'Connor; "Willem de Vries" stays whole."""
+    name: list[str] = []
+    for word in words:
+        if not word[0].isupper() and word not in _PARTICLES:
+            break
+        name.append(word)
+    while name and name[-1] in _PARTICLES:
+        name.pop()
+    return name
 
 
 # Names a form or a letter announces: "Name: Ana Souza", "name = Nadia Haddad",
@@ -148,7 +176,7 @@ _CUE = re.compile(
     r"""["']?[ \t]*(?:[:=]|\bis\b)?[ \t]*["']?[ \t]*(?P<title>""" + _TITLE + r"[ \t]+)?"
     r"|\b(?P<alone>" + _TITLE + r")[ \t]+"
 )
-_CAPITALISED_RUN = re.compile(_WORD + r"(?:[ \t]" + _WORD + r"){0,3}")
+_CAPITALISED_RUN = re.compile(_WORD + r"(?:[ \t]" + _WORD + r"){0,4}")
 
 
 def cued_names(text: str) -> list[tuple[int, int]]:
@@ -158,10 +186,7 @@ def cued_names(text: str) -> list[tuple[int, int]]:
         run = _CAPITALISED_RUN.match(text, cue.end())
         if not run:
             continue
-        words = run.group().split()
-        # The name ends at its first lower-case word: "Siobhán O'Connor and I was".
-        words = words[: next((i for i, w in enumerate(words) if not w[0].isupper()), len(words))]
-        name = " ".join(words).rstrip(".")
+        name = " ".join(_leading_name(run.group().split())).rstrip(".")
         titled = bool(cue.group("title") or cue.group("alone"))
         if name and name_shaped(name, titled=titled):
             found.append((run.start(), run.start() + len(name)))
@@ -170,13 +195,14 @@ def cued_names(text: str) -> list[tuple[int, int]]:
 
 def emailed_names(text: str, emails: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Names that an email address in the same text spells: "Kavya Reddy" and
-    kavya.reddy@..., "Ji-woo Kim" and jiwoo.kim@..., "Aleksandr Petrov" and a.petrov@..."""
+    kavya.reddy@..., "Ji-woo Kim" and jiwoo.kim@..., "Aleksandr Petrov" and a.petrov@...,
+    "Adebayo Ogunleye" and adebayo@..."""
     locals_ = [_tokens(text[start:end].split("@")[0]) for start, end in emails]
     found = []
     for run in _CAPITALISED_RUN.finditer(text) if locals_ else ():
         words = [(run.start() + w.start(), w.group()) for w in re.finditer(r"\S+", run.group())]
         for i in range(len(words)):
-            for j in range(min(len(words), i + 3), i + 1, -1):  # the longest name first
+            for j in range(min(len(words), i + 4), i + 1, -1):  # the longest name first
                 name = " ".join(w for _, w in words[i:j])
                 if name_shaped(name) and any(_spells(name, local) for local in locals_):
                     found.append((words[i][0], words[i][0] + len(name)))
@@ -193,7 +219,9 @@ def _spells(name: str, local: list[str]) -> bool:
     if not parts or not local:
         return False
     first, last = parts[0], parts[-1]
-    return "".join(parts) in "".join(local) or (last in local and (first in local or first[0] in local))
+    if "".join(parts) in "".join(local) or local in ([first], [last]):  # adebayo@ beside Adebayo Ogunleye
+        return True
+    return last in local and (first in local or first[0] in local)
 
 
 def _fold(word: str) -> str:

@@ -134,6 +134,7 @@ class Scrubber:
         if "PERSON" in self.entities and self.min_score <= rules.NAME_RULE_SCORE:
             emails = [(f.start, f.end) for f in kept if f.entity_type == "EMAIL_ADDRESS"]
             for start, end in rules.cued_names(text) + rules.emailed_names(text, emails):
+                end = rules.name_end(text, "PERSON", start, end)
                 kept.append(Finding("PERSON", start, end, rules.NAME_RULE_SCORE))
         return _without_overlaps(kept)
 

@@ -104,7 +104,7 @@ def personal_ip(span: str) -> bool:
 _WORD = r"[^\W\d_]+(?:['’.-][^\W\d_]+)*"
 _NAME_WORD = re.compile(_WORD)
 _TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame)\.?"
-_TITLE_BEFORE = re.compile(_TITLE + r"[ \t]+\Z")
+_TITLE_BEFORE = re.compile(r"\b" + _TITLE + r"[ \t]+\Z")
 
 # Words that make a run of capitalised words a product, a heading or a CI step, not a
 # person: software nouns, step verbs, company suffixes. None is a common surname (Park,

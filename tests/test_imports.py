@@ -12,6 +12,9 @@ HEAVY = [
     "sentence_transformers",
     "transformers",
     "presidio_analyzer",
+    "presidio_anonymizer",
+    "spacy",
+    "tldextract",
     "textual",
     "thrift_cli.tui",
     "fastapi",
@@ -89,3 +92,14 @@ def test_export_loads_no_model(thrift, isolated_env):
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.count("\n") == 1 and '"embedding":"' in ran.stdout
     assert ran.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_importing_privacy_imports_no_presidio():
+    """Presidio and spaCy (~1 s) load on the first scrub, not when privacy.py is imported."""
+    heavy = ["presidio_analyzer", "presidio_anonymizer", "spacy", "tldextract", "phonenumbers", "numpy"]
+    code = (
+        "import sys; from thrift_cli import privacy; s = privacy.Scrubber(); privacy.Scrubber().scrub('')\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

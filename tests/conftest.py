@@ -44,6 +44,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     home = tmp_path / "thrift-home"
     monkeypatch.setenv("THRIFT_HOME", str(home))
+    # Scrubbing costs each process that stores ~4 s of Presidio: the tests of other things
+    # store as they are, whatever the default; tests/test_scrub.py turns it on.
+    monkeypatch.setenv("THRIFT_SCRUB", "false")
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-user"))
     return home
 

@@ -42,9 +42,19 @@ VALUES = {
     "redis_connect_timeout": ("20ms", "20ms"),
     "redis_timeout": ("1.5", "1.5"),
     "tenant": ("team-a.prod", "team-a.prod"),
+    "scrub": ("true", "true"),
+    "scrub_entities": ("EMAIL_ADDRESS,PERSON", "EMAIL_ADDRESS,PERSON"),
+    "scrub_placeholder": ("[{type}]", "[{type}]"),
+    "scrub_min_score": ("0.70", "0.7"),
     "api_key": ("k\"ey\\with é and # and '", "k\"ey\\with é and # and '"),
 }
 QUESTION, PARAPHRASE = "How do I learn to code quickly?", "How can I learn to code fast?"
+
+
+@pytest.fixture(autouse=True)
+def _no_scrub_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conftest sets THRIFT_SCRUB for every test; these test the file and the variables."""
+    monkeypatch.delenv("THRIFT_SCRUB", raising=False)
 
 
 def test_every_setting_has_a_test_value():

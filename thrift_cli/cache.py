@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from thrift_cli.embed import Embedder
+    from thrift_cli.privacy import Scrubber
 
 DEFAULT_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
@@ -120,6 +121,7 @@ class SemanticCache:
         embedder: Embedder | None = None,
         memory_index: bool = True,
         guards: bool | Callable[[str, str], str | None] = True,
+        scrub: bool | Scrubber | None = None,
     ) -> None:
         if min_similarity is not None and threshold is not None and min_similarity != threshold:
             raise UsageError("min_similarity and threshold are the same setting; pass one")
@@ -151,6 +153,15 @@ class SemanticCache:
         self._veto = guards if callable(guards) else guards_module.veto
         self._embedder = embedder
         self._model_checked = False
+        # PII scrubbing of stored answers (privacy.py): None follows the `scrub` settings.
+        if scrub is None or scrub is True:
+            from thrift_cli import privacy
+
+            self.scrubber: Scrubber | None = (
+                privacy.configured(self._home) if scrub is None else privacy.Scrubber()
+            )
+        else:
+            self.scrubber = scrub or None
 
     # -- the embedder, loaded only when a lookup gets past the exact tier ----------------
 
@@ -250,10 +261,12 @@ class SemanticCache:
         query = question if isinstance(question, Query) else self.query(question)
         entry = self._entry(query, answer, ttl)
         # The local tier decides which entry is kept (the one stored first, unless
-        # `replace`); every other tier then gets that one.
-        stored = self.tier.store_text(entry, replace=replace) if query._vector is None else None
+        # `replace`); every other tier then gets that one. A tier that embeds (the helper)
+        # scrubs too, in its own warm process.
+        spec = None if self.scrubber is None else self.scrubber.spec()
+        stored = self.tier.store_text(entry, replace=replace, scrub=spec) if query._vector is None else None
         if stored is None:
-            stored = self.tier.store(entry, query.vector, replace=replace)
+            stored = self.tier.store(self._scrubbed(entry), query.vector, replace=replace)
         for tier in self.tiers:
             if tier is not self.tier:
                 tier.store(stored, query.vector if tier.semantic else None, replace=replace)
@@ -269,13 +282,21 @@ class SemanticCache:
             chunk = pairs[start : start + EMBED_BATCH]
             queries = self.queries([q for q, _ in chunk])
             entries = [
-                self._entry(query, answer, ttl) for query, (_, answer) in zip(queries, chunk, strict=True)
+                self._scrubbed(self._entry(query, answer, ttl))
+                for query, (_, answer) in zip(queries, chunk, strict=True)
             ]
             stored += self.tier.store_many(
                 [(entry, query.vector) for entry, query in zip(entries, queries, strict=True)],
                 replace=replace,
             )
         return stored
+
+    def _scrubbed(self, entry: CacheEntry) -> CacheEntry:
+        """The entry with its answer's personal data replaced by placeholders (the question
+        stays: the exact key and the embedding come from it), when scrubbing is on."""
+        if self.scrubber is None:
+            return entry
+        return dataclasses.replace(entry, answer=self.scrubber.scrub(entry.answer).text)
 
     def _entry(self, query: Query, answer: str, ttl: float | None) -> CacheEntry:
         if not storable(answer):

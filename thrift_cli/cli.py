@@ -34,6 +34,7 @@ def ask_settings(parsed: dict[str, Any]) -> dict[str, Any]:
         "min_similarity": config.value("min_similarity", parsed["min_similarity"]),
         "ttl": config.value("ttl", parsed["ttl"]),
         "timeout": config.value("timeout", parsed["timeout"]),
+        "scrub": False if parsed.get("no_scrub") else config.value("scrub"),
     }
 
 
@@ -70,6 +71,7 @@ def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
             ttl=settings["ttl"],
             refresh=settings["refresh"],
             no_store=settings["no_store"],
+            scrub=settings["scrub"],
             lookup_only=settings["lookup_only"],
             stdin=stdin,
             timeout=settings["timeout"],
@@ -122,6 +124,7 @@ def _ask(
     stdin: bool,
     timeout: float | None,
     remote: bool | None = None,
+    scrub: bool = True,
 ) -> None:
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
@@ -167,7 +170,13 @@ def _ask(
         # One search per process: sqlite-vec on disk beats loading every vector into memory.
         local = HelperTier.around(SQLiteStore(path))  # through a running `thrift helper`, if any
     with SemanticCache(
-        min_similarity, namespace, path.parent, tier=local, shared=shared, memory_index=False
+        min_similarity,
+        namespace,
+        path.parent,
+        tier=local,
+        shared=shared,
+        memory_index=False,
+        scrub=None if scrub else False,
     ) as cache:
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
         run_ask(cache, text, options, 1, result)
@@ -178,6 +187,7 @@ def _ask(
 _FLAGS = {
     "--refresh": "refresh",
     "--no-store": "no_store",
+    "--no-scrub": "no_scrub",
     "--lookup-only": "lookup_only",
     "--stdin": "stdin",
     "--remote": "remote",

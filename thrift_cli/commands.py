@@ -119,6 +119,12 @@ def ask(
         bool, typer.Option("--refresh", help="Call the command and replace the cached answer.")
     ] = False,
     no_store: Annotated[bool, typer.Option("--no-store", help="Never write to the cache.")] = False,
+    no_scrub: Annotated[
+        bool,
+        typer.Option(
+            "--no-scrub", help="Store the answer as it is, personal data included (env THRIFT_SCRUB)."
+        ),
+    ] = False,
     lookup_only: Annotated[
         bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
     ] = False,
@@ -163,6 +169,7 @@ def ask(
             "ttl": ttl,
             "refresh": refresh,
             "no_store": no_store,
+            "no_scrub": no_scrub,
             "lookup_only": lookup_only,
             "stdin": stdin,
             "timeout": timeout,
@@ -262,6 +269,10 @@ def import_(
     stdin: Annotated[
         bool, typer.Option("--stdin", help="The command after -- reads the question on stdin (as in ask).")
     ] = False,
+    no_scrub: Annotated[
+        bool,
+        typer.Option("--no-scrub", help="Store the answers as they are, personal data included."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> int:
     """Bulk-load question/answer pairs into the cache; importing again stores nothing new.
@@ -311,6 +322,7 @@ def import_(
                 ttl_wins=ttl is not None,  # a record's own expires_at beats THRIFT_TTL, not --ttl
                 replace=replace,
                 progress=show if tty else None,
+                scrub=False if no_scrub else None,
             )
         summary.path = file
     finally:

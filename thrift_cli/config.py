@@ -187,6 +187,30 @@ def text(value: str, what: str) -> str:
     return value
 
 
+def entity_list(value: str, what: str) -> tuple[str, ...]:
+    """PII types for the scrubber, comma-separated: PERSON,EMAIL_ADDRESS,... (privacy.ENTITIES)."""
+    from thrift_cli.privacy import ENTITIES
+
+    names = tuple(n.strip().upper() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in ENTITIES]
+    if not names or unknown:
+        raise UsageError(
+            f"{what} must be PII types separated by commas, from {', '.join(ENTITIES)}; got {shown(value)}"
+        )
+    return names
+
+
+def placeholder(value: str, what: str) -> str:
+    """What replaces a PII span: any text, `{type}` standing for its type (<{type}>)."""
+    try:
+        value.format(type="PERSON")
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(
+            f"{what} may hold only {{type}} in braces, such as <{{type}}>, got {shown(value)}"
+        ) from None
+    return value
+
+
 # -- the settings the config file may hold ------------------------------------------------
 
 
@@ -331,6 +355,38 @@ SETTINGS: dict[str, Setting] = {
             price,
             DEFAULT_PRICE_PER_1K,
             "dollars per 1,000 tokens for thrift stats' money saved, where no [price] pattern matches",
+            number=True,
+        ),
+        Setting(
+            "scrub",
+            "THRIFT_SCRUB",
+            boolean,
+            # Off until the scrub runs after thrift ask exits: in the ask itself it costs
+            # ~5 s of Presidio per miss without a helper (README, "Scrubbing PII").
+            False,
+            "replace personal data (names, emails, phones, cards...) in answers before storing them",
+            "--no-scrub",
+        ),
+        Setting(
+            "scrub_entities",
+            "THRIFT_SCRUB_ENTITIES",
+            entity_list,
+            None,
+            "the PII types scrubbed, comma-separated; unset: privacy.DEFAULT_ENTITIES (see the README)",
+        ),
+        Setting(
+            "scrub_placeholder",
+            "THRIFT_SCRUB_PLACEHOLDER",
+            placeholder,
+            "<{type}>",
+            "what replaces each PII span; {type} is its type (EMAIL_ADDRESS...)",
+        ),
+        Setting(
+            "scrub_min_score",
+            "THRIFT_SCRUB_MIN_SCORE",
+            fraction,
+            0.5,
+            "the least confidence (0-1] a PII span needs to be scrubbed",
             number=True,
         ),
         Setting(

@@ -34,7 +34,7 @@ HUNG_NAME = "helper.hung"
 RETRY_HUNG_S = 60.0
 # Bumped when a request or reply changes: a helper left running across an upgrade is
 # then ignored, not misread.
-PROTOCOL = 1
+PROTOCOL = 2  # 2: store carries the scrubber's options
 # A request that takes longer than this is abandoned and done locally instead.
 TIMEOUT_S = 5.0
 _MAX_LINE = 64 * 1024 * 1024
@@ -72,10 +72,16 @@ class HelperClient:
         return look if look is not None and look.namespace == namespace else None
 
     def store(
-        self, namespace: str, question: str, answer: str, ttl: float | None, replace: bool
+        self,
+        namespace: str,
+        question: str,
+        answer: str,
+        ttl: float | None,
+        replace: bool,
+        scrub: dict[str, Any] | None = None,
     ) -> CacheEntry | None:
         request = {"op": "store", "namespace": namespace, "question": question, "answer": answer}
-        reply = self._call({**request, "ttl": ttl, "replace": replace})
+        reply = self._call({**request, "ttl": ttl, "replace": replace, "scrub": scrub})
         try:
             entry = CacheEntry(**reply["entry"]) if reply else None
         except (KeyError, TypeError, ValueError):
@@ -243,7 +249,7 @@ class _Caches:
             self.store.reopen()
             # The local tiers only: Redis is the asking process's to use.
             yield lambda namespace: SemanticCache(
-                namespace=namespace, tier=self.store, shared=(), embedder=self.embedder
+                namespace=namespace, tier=self.store, shared=(), embedder=self.embedder, scrub=False
             )
         finally:
             self.store.close()
@@ -316,6 +322,11 @@ def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[st
         look = cache.explain(request["question"], min_similarity=request["min"])
         return {"ok": True, "lookup": lookup_to_json(look)}
     if op == "store":
+        from thrift_cli.privacy import Scrubber
+
+        # The asking process's scrubbing, done here where the engines stay loaded.
+        spec = request["scrub"]
+        cache.scrubber = None if spec is None else Scrubber.from_spec(spec)
         entry = cache.store(
             request["question"], request["answer"], ttl=request["ttl"], replace=request["replace"]
         )

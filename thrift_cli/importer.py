@@ -96,6 +96,7 @@ def import_file(
     replace: bool = False,
     home: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    scrub: bool | None = None,
 ) -> ImportSummary:
     """Store the pairs of `path` under `namespace`, or each record's own namespace.
 
@@ -104,7 +105,8 @@ def import_file(
     `expires_at` field, or to all of them if `ttl_wins` (an explicit --ttl).
 
     Raises UsageError, storing nothing, when the file cannot be read or any record is bad.
-    `progress(done, total)` is called after each chunk.
+    `progress(done, total)` is called after each chunk. `scrub`: replace personal data
+    in the answers (privacy.py); None follows the `scrub` setting.
     """
     from thrift_cli.cache import SemanticCache
 
@@ -120,7 +122,7 @@ def import_file(
         if ns not in caches:  # one connection, shared by every namespace's cache
             first = next(iter(caches.values()), None)
             tier = first.tier if first is not None else None
-            caches[ns] = SemanticCache(namespace=ns, home=home, tier=tier)
+            caches[ns] = SemanticCache(namespace=ns, home=home, tier=tier, scrub=scrub)
         return caches[ns]
 
     def flush(ns: str) -> None:
@@ -254,6 +256,8 @@ def _store(
     now = time.time()
     todo: list[tuple[Record, str, bool]] = []  # (record, key, replaces an entry)
     for record, key in batch:
+        if cache.scrubber is not None:  # what would be stored is what --replace compares
+            record = record._replace(answer=cache.scrubber.scrub(record.answer).text)
         held = cache.tier.lookup(key, now)
         if held is None:
             todo.append((record, key, False))

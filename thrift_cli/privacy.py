@@ -116,6 +116,14 @@ class Scrubber:
         self.placeholder = placeholder
         self.min_score = min_score
 
+    def spec(self) -> dict[str, Any]:
+        """The options as JSON (what `thrift ask` sends the helper to scrub with)."""
+        return {"entities": list(self.entities), "placeholder": self.placeholder, "min_score": self.min_score}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Scrubber:
+        return cls(entities=spec["entities"], placeholder=spec["placeholder"], min_score=spec["min_score"])
+
     def analyze(self, text: str) -> list[Finding]:
         """The spans `scrub` replaces, in order, none overlapping."""
         if not text.strip() or not self.entities:
@@ -153,6 +161,21 @@ class Scrubber:
         with _quiet():
             out = anonymizer.anonymize(text=text, analyzer_results=results, operators=operators)
         return Scrubbed(out.text, tuple(found))
+
+
+def configured(home: Any = None) -> Scrubber | None:
+    """The scrubber the settings ask for (scrub, scrub_entities, scrub_placeholder,
+    scrub_min_score), or None when `scrub` is false. Cheap: nothing is imported."""
+    from thrift_cli import config
+
+    if not config.value("scrub", home=home):
+        return None
+    entities = config.value("scrub_entities", home=home)
+    return Scrubber(
+        entities=None if entities is None else tuple(entities),
+        placeholder=config.value("scrub_placeholder", home=home),
+        min_score=float(config.value("scrub_min_score", home=home)),
+    )
 
 
 def scrub(text: str) -> Scrubbed:

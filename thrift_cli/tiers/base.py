@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thrift_cli.models import CacheEntry, Candidate, Event, Lookup
 
@@ -76,9 +76,12 @@ class Tier(ABC):
         loaded), so the caller loads no model; None: the caller embeds and calls search."""
         return None
 
-    def store_text(self, entry: CacheEntry, *, replace: bool = False) -> CacheEntry | None:
+    def store_text(
+        self, entry: CacheEntry, *, replace: bool = False, scrub: dict[str, Any] | None = None
+    ) -> CacheEntry | None:
         """`store` for an entry whose question is not yet embedded, by a tier that can
-        embed it itself; None: the caller embeds it and calls `store`."""
+        embed it itself, scrubbing its answer with `scrub` (privacy.Scrubber.spec(); None:
+        as it is); None: the caller embeds it, scrubs it and calls `store`."""
         return None
 
     def mirror(self, entry: CacheEntry, vector: np.ndarray) -> CacheEntry:

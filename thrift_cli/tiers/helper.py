@@ -10,7 +10,7 @@ version), `explain_text` and `store_text` return None and the cache does the wor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thrift_cli.helper import HelperClient
 from thrift_cli.models import CacheEntry, Candidate, Event, Lookup
@@ -37,9 +37,11 @@ class HelperTier(Tier):
     def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
         return self.client.explain(namespace, question, min_similarity)
 
-    def store_text(self, entry: CacheEntry, *, replace: bool = False) -> CacheEntry | None:
+    def store_text(
+        self, entry: CacheEntry, *, replace: bool = False, scrub: dict[str, Any] | None = None
+    ) -> CacheEntry | None:
         ttl = entry.expires_at - entry.created_at if entry.expires_at is not None else None
-        return self.client.store(entry.namespace, entry.question, entry.answer, ttl, replace)
+        return self.client.store(entry.namespace, entry.question, entry.answer, ttl, replace, scrub)
 
     # -- everything else is the store's --------------------------------------------------
 

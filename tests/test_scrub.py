@@ -1,0 +1,126 @@
+"""PII scrubbing where answers are stored (issue 12): `thrift ask`, through a running
+helper, `thrift import`, the Python API, and the settings that steer it.
+
+Real Presidio in real processes. The user still sees the raw answer on the miss that
+produced it; what is stored, and served on later hits, is scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import start_helper
+
+from thrift_cli import db
+
+pytestmark = pytest.mark.slow
+
+EMAIL, PHONE = "ana.souza@example.org", "+1 415 555 0123"
+QUESTION = f"Write to Ana Souza at {EMAIL} or call {PHONE} about the invoice"
+
+
+@pytest.fixture
+def scrubbing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THRIFT_SCRUB", "true")
+
+
+def answers(home: Path) -> list[str]:
+    conn = db.connect(home / "cache.db")
+    try:
+        return [r[0] for r in conn.execute("SELECT answer FROM entries ORDER BY rowid")]
+    finally:
+        conn.close()
+
+
+def test_ask_prints_the_raw_answer_and_stores_it_scrubbed(scrubbing, thrift, fake_llm, isolated_env):
+    miss = thrift("ask", QUESTION, "--", *fake_llm.command())
+    assert miss.code == 0, miss.stderr
+    assert EMAIL.encode() in miss.stdout and PHONE.encode() in miss.stdout  # the user's own answer
+    assert miss.stderr == ""  # Presidio's warnings stay out of the user's way
+    [stored] = answers(isolated_env)
+    assert EMAIL not in stored and PHONE not in stored and "Souza" not in stored
+    assert "<EMAIL_ADDRESS>" in stored and "<PHONE_NUMBER>" in stored and "<PERSON>" in stored
+    assert "line two" in stored and "caf\u00e9" in stored  # the rest as it was
+    hit = thrift("ask", QUESTION, "--", *fake_llm.command())
+    assert hit.code == 0 and hit.stdout.decode() == stored  # later hits serve the scrubbed one
+    assert len(fake_llm.calls) == 1
+    conn = db.connect(isolated_env / "cache.db")
+    question = conn.execute("SELECT question FROM entries").fetchone()[0]
+    conn.close()
+    assert question == QUESTION  # the question stays raw locally: its key and vector come from it
+
+
+def test_no_scrub_and_the_setting_store_the_answer_as_it_is(scrubbing, thrift, fake_llm, isolated_env):
+    assert thrift("ask", "--no-scrub", QUESTION, "--", *fake_llm.command()).code == 0
+    off = thrift("ask", "-n", "off", QUESTION, "--", *fake_llm.command(), env={"THRIFT_SCRUB": "false"})
+    assert off.code == 0
+    assert all(EMAIL in a and PHONE in a for a in answers(isolated_env))
+
+
+def test_the_scrub_settings_choose_the_types_and_the_placeholder(scrubbing, thrift, fake_llm, isolated_env):
+    env = {"THRIFT_SCRUB_ENTITIES": "EMAIL_ADDRESS", "THRIFT_SCRUB_PLACEHOLDER": "[{type} removed]"}
+    assert thrift("ask", QUESTION, "--", *fake_llm.command(), env=env).code == 0
+    [stored] = answers(isolated_env)
+    assert "[EMAIL_ADDRESS removed]" in stored and PHONE in stored and "Ana Souza" in stored
+    for variable, value, message in (
+        ("THRIFT_SCRUB_ENTITIES", "EMAIL,PASSWORD", "THRIFT_SCRUB_ENTITIES must be PII types"),
+        ("THRIFT_SCRUB_PLACEHOLDER", "<{kind}>", "THRIFT_SCRUB_PLACEHOLDER may hold only {type}"),
+        ("THRIFT_SCRUB", "maybe", "THRIFT_SCRUB must be true or false"),
+    ):
+        bad = thrift("ask", "another question", "--", *fake_llm.command(), env={variable: value})
+        assert bad.code == 2, bad.stderr
+        assert message in bad.stderr and "Traceback" not in bad.stderr
+    assert len(answers(isolated_env)) == 1  # nothing half-written by a refused ask
+
+
+def test_through_a_running_helper_the_helper_scrubs(scrubbing, thrift, fake_llm, isolated_env):
+    helper = start_helper(isolated_env)
+    try:
+        first = thrift("ask", "--json", QUESTION, "--", *fake_llm.command())
+        assert first.code == 0, first.stderr
+        raw = thrift("ask", "--json", "--no-scrub", "-n", "raw", QUESTION, "--", *fake_llm.command())
+        assert raw.code == 0
+    finally:
+        helper.terminate()
+        helper.wait(timeout=30)
+    scrubbed, kept = answers(isolated_env)
+    assert EMAIL not in scrubbed and "<EMAIL_ADDRESS>" in scrubbed
+    assert EMAIL in kept  # --no-scrub reaches the helper too
+
+
+def test_import_scrubs_unless_told_not_to(scrubbing, thrift, tmp_path, isolated_env):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"question": "Who handles refunds?", "answer": f"Write to {EMAIL} or call {PHONE}."})
+        + "\n"
+        + json.dumps(
+            {"question": "What is a B-tree?", "answer": "A balanced search tree; see `man 3 btree`."}
+        )
+        + "\n"
+    )
+    ran = thrift("import", "-n", "docs", str(pairs))
+    assert ran.code == 0, ran.stderr
+    refunds, btree = answers(isolated_env)
+    assert refunds == "Write to <EMAIL_ADDRESS> or call <PHONE_NUMBER>."
+    assert btree == "A balanced search tree; see `man 3 btree`."
+    again = thrift("import", "-n", "other", "--no-scrub", str(pairs))
+    assert again.code == 0, again.stderr
+    assert EMAIL in answers(isolated_env)[2]
+
+
+def test_the_python_api_scrubs_what_it_stores(scrubbing, monkeypatch, isolated_env):
+    from thrift_cli.cache import SemanticCache
+    from thrift_cli.embed import HashEmbedder
+
+    with SemanticCache(namespace="api", embedder=HashEmbedder()) as cache:
+        entry = cache.store("Who is on call?", f"Call {PHONE} or mail {EMAIL}.")
+        assert entry.answer == "Call <PHONE_NUMBER> or mail <EMAIL_ADDRESS>."
+        hit = cache.lookup("Who is on call?")
+        assert hit is not None and hit.answer == entry.answer
+    monkeypatch.setenv("THRIFT_SCRUB", "false")
+    with SemanticCache(namespace="api", embedder=HashEmbedder()) as cache:
+        assert cache.store("Who is on call now?", f"Call {PHONE}.").answer == f"Call {PHONE}."
+    with SemanticCache(namespace="api", embedder=HashEmbedder(), scrub=True) as cache:
+        assert cache.store("Who is on call today?", f"Call {PHONE}.").answer == "Call <PHONE_NUMBER>."

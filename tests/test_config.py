@@ -51,9 +51,9 @@ VALUES = {
 QUESTION, PARAPHRASE = "How do I learn to code quickly?", "How can I learn to code fast?"
 
 
-@pytest.fixture(autouse=True)
-def _no_scrub_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """conftest sets THRIFT_SCRUB for every test; these test the file and the variables."""
+@pytest.fixture
+def no_scrub_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conftest sets THRIFT_SCRUB for every test; `config set scrub` would note it overrides."""
     monkeypatch.delenv("THRIFT_SCRUB", raising=False)
 
 
@@ -90,6 +90,7 @@ def test_path_prints_the_file_even_when_it_does_not_exist(thrift, isolated_env):
     assert not isolated_env.exists()  # and creates nothing
 
 
+@pytest.mark.usefixtures("no_scrub_variable")
 @pytest.mark.parametrize("key", list(VALUES))
 def test_set_then_get_round_trips_through_the_real_file(thrift, isolated_env, key):
     typed, printed = VALUES[key]
@@ -112,6 +113,7 @@ def test_get_does_not_mask_a_secret(thrift):
     assert thrift("config", "get", "api_key").stdout == b"sk-live-1234567890\n"
 
 
+@pytest.mark.usefixtures("no_scrub_variable")
 @pytest.mark.parametrize("key", [k for k, s in SETTINGS.items() if s.default is not None])
 def test_get_prints_a_default_that_set_accepts_back(thrift, isolated_env, key):
     got = thrift("config", "get", key)

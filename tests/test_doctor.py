@@ -406,12 +406,15 @@ def test_the_ping_reply_names_the_helpers_version(isolated_env):
     """What the helper line compares: the reply of the real helper."""
     import socket as sockets
 
+    from thrift_cli.helper import PROTOCOL
+
     proc = start_helper(isolated_env)
     try:
         with sockets.socket(sockets.AF_UNIX) as s:
             s.connect(str(isolated_env / "helper.sock"))
-            s.sendall(b'{"op": "ping", "version": 1}\n')
-            assert json.loads(s.makefile().readline()) == {"ok": True, "thrift": __version__, "version": 1}
+            s.sendall(json.dumps({"op": "ping", "version": PROTOCOL}).encode() + b"\n")
+            reply = json.loads(s.makefile().readline())
+            assert reply == {"ok": True, "thrift": __version__, "version": PROTOCOL}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -575,12 +578,12 @@ def test_a_bad_config_still_checks_redis_from_its_good_lines(doctor, isolated_en
 @pytest.mark.parametrize(
     ("reply", "status", "said"),
     [
-        ({"ok": True, "version": 1, "thrift": "0.0.9"}, "warn", "but runs thrift 0.0.9, not "),
-        ({"ok": True, "version": 1}, "warn", "but runs an older thrift (its ping names no version)"),
+        ({"ok": True, "version": 2, "thrift": "0.0.9"}, "warn", "but runs thrift 0.0.9, not "),
+        ({"ok": True, "version": 2}, "warn", "but runs an older thrift (its ping names no version)"),
         (
-            {"ok": False, "version": 2, "error": "another thrift version"},
+            {"ok": False, "version": 3, "error": "another thrift version"},
             "fail",
-            "speaks protocol 2, this thrift 1",
+            "speaks protocol 3, this thrift 2",
         ),
     ],
     ids=["older thrift", "no version", "other protocol"],

@@ -8,6 +8,8 @@ produced it; what is stored, and served on later hits, is scrubbed.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,17 @@ QUESTION = f"Write to Ana Souza at {EMAIL} or call {PHONE} about the invoice"
 
 @pytest.fixture
 def scrubbing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("THRIFT_SCRUB", "true")
+    monkeypatch.delenv("THRIFT_SCRUB")  # the default: on
+
+
+def settled(home: Path, timeout: float = 90) -> None:
+    """Wait for the scrub worker to have stored every pending miss and let go."""
+    from thrift_cli import scrub_queue
+
+    deadline = time.monotonic() + timeout
+    while scrub_queue.pending(home) or scrub_queue._running(home):
+        assert time.monotonic() < deadline, "the scrub worker did not finish"
+        time.sleep(0.1)
 
 
 def answers(home: Path) -> list[str]:
@@ -39,6 +51,8 @@ def test_ask_prints_the_raw_answer_and_stores_it_scrubbed(scrubbing, thrift, fak
     assert miss.code == 0, miss.stderr
     assert EMAIL.encode() in miss.stdout and PHONE.encode() in miss.stdout  # the user's own answer
     assert miss.stderr == ""  # Presidio's warnings stay out of the user's way
+    settled(isolated_env)
+    assert "thrift scrub worker" not in (isolated_env / "pending" / "worker.log").read_text()
     [stored] = answers(isolated_env)
     assert EMAIL not in stored and PHONE not in stored and "Souza" not in stored
     assert "<EMAIL_ADDRESS>" in stored and "<PHONE_NUMBER>" in stored and "<PERSON>" in stored
@@ -56,12 +70,14 @@ def test_no_scrub_and_the_setting_store_the_answer_as_it_is(scrubbing, thrift, f
     assert thrift("ask", "--no-scrub", QUESTION, "--", *fake_llm.command()).code == 0
     off = thrift("ask", "-n", "off", QUESTION, "--", *fake_llm.command(), env={"THRIFT_SCRUB": "false"})
     assert off.code == 0
+    assert not (isolated_env / "pending").exists()  # stored at once: nothing to scrub
     assert all(EMAIL in a and PHONE in a for a in answers(isolated_env))
 
 
 def test_the_scrub_settings_choose_the_types_and_the_placeholder(scrubbing, thrift, fake_llm, isolated_env):
     env = {"THRIFT_SCRUB_ENTITIES": "EMAIL_ADDRESS", "THRIFT_SCRUB_PLACEHOLDER": "[{type} removed]"}
     assert thrift("ask", QUESTION, "--", *fake_llm.command(), env=env).code == 0
+    settled(isolated_env)
     [stored] = answers(isolated_env)
     assert "[EMAIL_ADDRESS removed]" in stored and PHONE in stored and "Ana Souza" in stored
     for variable, value, message in (
@@ -73,6 +89,45 @@ def test_the_scrub_settings_choose_the_types_and_the_placeholder(scrubbing, thri
         assert bad.code == 2, bad.stderr
         assert message in bad.stderr and "Traceback" not in bad.stderr
     assert len(answers(isolated_env)) == 1  # nothing half-written by a refused ask
+
+
+def test_an_ask_of_a_question_still_being_scrubbed_waits_for_it(scrubbing, thrift, fake_llm, isolated_env):
+    first = thrift("ask", "-v", QUESTION, "--", *fake_llm.command())
+    assert first.code == 0 and "stored once scrubbed (in the background)" in first.stderr
+    assert (isolated_env / "pending").exists()
+    second = thrift("ask", "--json", QUESTION, "--", *fake_llm.command())  # before the worker is done
+    assert second.code == 0, second.stderr
+    assert json.loads(second.stderr.strip().splitlines()[-1])["tier"] == "exact"
+    assert EMAIL.encode() not in second.stdout and b"<EMAIL_ADDRESS>" in second.stdout
+    assert len(fake_llm.calls) == 1  # the command ran once
+    settled(isolated_env)
+    conn = db.connect(isolated_env / "cache.db")
+    outcomes = [r[0] for r in conn.execute("SELECT outcome FROM events WHERE tier = 'miss'")]
+    conn.close()
+    assert outcomes == ["stored"]  # the worker recorded the miss's event as the ask would have
+
+
+def test_a_pending_miss_left_by_a_dead_worker_is_stored_by_the_next(
+    scrubbing, thrift, fake_llm, isolated_env
+):
+    import signal
+    import subprocess
+
+    from thrift_cli import scrub_queue
+
+    assert thrift("ask", QUESTION, "--", *fake_llm.command()).code == 0
+    # Kill the worker that first ask started, whatever it had done.
+    for line in subprocess.run(
+        ["pgrep", "-f", "thrift_cli.scrub_queue"], capture_output=True, text=True
+    ).stdout.split():
+        os.kill(int(line), signal.SIGKILL)
+    time.sleep(0.2)
+    left = len(scrub_queue.pending(isolated_env))
+    assert left == 1  # killed while loading Presidio: its miss is still queued
+    assert thrift("ask", "-n", "other", QUESTION, "--", *fake_llm.command()).code == 0
+    settled(isolated_env)
+    stored = answers(isolated_env)
+    assert len(stored) == 2 and all(EMAIL not in a for a in stored), (left, stored)
 
 
 def test_through_a_running_helper_the_helper_scrubs(scrubbing, thrift, fake_llm, isolated_env):

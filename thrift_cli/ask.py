@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from thrift_cli import scrub_queue
 from thrift_cli.cache import Query, SemanticCache, clean_question
 from thrift_cli.errors import StoreError, UsageError
 from thrift_cli.models import Event, Lookup
@@ -47,6 +48,7 @@ class AskResult:
     entry_id: str | None = None
     call_ms: float | None = None
     stored: bool = False
+    scrub_pending: bool = False  # stored by the scrub worker once this ask has exited
     not_stored_because: str | None = None
     answer_bytes: int = 0
     vetoed: list[dict[str, object]] = field(default_factory=list)  # candidates a guard refused
@@ -87,6 +89,12 @@ def ask(
         look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
         if look.hit is not None and not options.refresh:
             return _serve(cache, look, out_fd, result)
+        if cache.home is not None and scrub_queue.is_pending(cache.home, query.key):
+            # Another ask's answer to this question is being scrubbed: wait for it.
+            scrub_queue.wait_for(cache.home, query.key)
+            look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
+            if look.hit is not None and not options.refresh:
+                return _serve(cache, look, out_fd, result)
         failed = None if since is None else _failed_call(cache.calls_since(query, since))
         if failed is not None:
             return _share_failure(cache, look, failed, result)
@@ -122,6 +130,12 @@ def _call(
     answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
     if answer is not None and cache.read_only:
         result.not_stored_because = cache.read_only
+    elif answer is not None and _deferred(
+        cache, query, answer, look, options, run.duration_ms, len(run.output)
+    ):
+        # The worker scrubs, stores and records it once we have exited (scrub_queue.py).
+        result.stored, result.scrub_pending = True, True
+        return result
     elif answer is not None:
         try:
             # --refresh replaces this question's own entry only: the paraphrase that
@@ -141,6 +155,35 @@ def _call(
             entry_id=result.entry_id,
         )
     return result
+
+
+def _deferred(
+    cache: SemanticCache,
+    query: Query,
+    answer: str,
+    look: Lookup,
+    options: AskOptions,
+    call_ms: float,
+    answer_bytes: int,
+) -> bool:
+    """Hand the answer to the scrub worker when it must be scrubbed and no helper can do it
+    warm here (cache.store would load Presidio in this process: ~5 s before exiting)."""
+    if cache.scrubber is None or cache.home is None or cache.tier.scrubs_warm:
+        return False
+    try:
+        scrub_queue.defer(
+            cache,
+            query,
+            answer,
+            look,
+            ttl=options.ttl,
+            replace=options.refresh,
+            call_ms=call_ms,
+            answer_bytes=answer_bytes,
+        )
+    except OSError:
+        return False  # the queue cannot be written: store it here, slowly but surely
+    return True
 
 
 def _share_failure(cache: SemanticCache, look: Lookup, exit_code: int, result: AskResult) -> AskResult:

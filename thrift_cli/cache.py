@@ -163,6 +163,11 @@ class SemanticCache:
         else:
             self.scrubber = scrub or None
 
+    @property
+    def home(self) -> Path | None:
+        """Where the cache's lock files (and queue, scrub_queue.py) live; None: nowhere."""
+        return self._home
+
     # -- the embedder, loaded only when a lookup gets past the exact tier ----------------
 
     @property
@@ -421,8 +426,10 @@ class SemanticCache:
         call_ms: float | None = None,
         answer_bytes: int | None = None,
         entry_id: str | None = None,
+        at: float | None = None,
     ) -> None:
-        """Record the event of a lookup: a hit (counted on its entry) or a miss."""
+        """Record the event of a lookup: a hit (counted on its entry) or a miss; `at`: when
+        it happened (default: now; a miss stored later, scrub_queue.py, keeps its time)."""
         hit = look.hit
         if hit is not None:
             event = Event(
@@ -453,6 +460,7 @@ class SemanticCache:
                 outcome,
                 entry_id,
                 look.question_hash,
+                at=time.time() if at is None else at,
                 question=look.question,
                 vetoes=look.vetoes,
             )

@@ -88,7 +88,7 @@ def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
     if result.error:
         print(f"thrift: {result.error}", file=sys.stderr)
     _report(result, as_json=parsed["as_json"], verbose=parsed["verbose"])
-    if result.stored:
+    if result.stored and not result.scrub_pending:  # the scrub worker pushes what it stores
         _push_on_store()
     return result.exit_code
 
@@ -298,7 +298,10 @@ def _describe(result: AskResult) -> list[str]:
         line += f", waited {result.waited_ms / 1000:.2f} s for another thrift ask's call"
     if result.call_ms is not None:
         line += f", command ran {result.call_ms / 1000:.2f} s"
-        line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
+        if result.scrub_pending:
+            line += ", stored once scrubbed (in the background)"
+        else:
+            line += ", stored" if result.stored else f", not stored: {result.not_stored_because}"
     elif result.tier == "miss" and result.not_stored_because is not None:
         line += f", not run: {result.not_stored_because}"
     lines = [f"{line} [namespace {result.namespace}]"]

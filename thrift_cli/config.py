@@ -361,9 +361,7 @@ SETTINGS: dict[str, Setting] = {
             "scrub",
             "THRIFT_SCRUB",
             boolean,
-            # Off until the scrub runs after thrift ask exits: in the ask itself it costs
-            # ~5 s of Presidio per miss without a helper (README, "Scrubbing PII").
-            False,
+            True,
             "replace personal data (names, emails, phones, cards...) in answers before storing them",
             "--no-scrub",
         ),

@@ -347,4 +347,5 @@ def lookup_from_json(data: dict[str, Any]) -> Lookup:
         best=None if best is None else Candidate(CacheEntry(**best["entry"]), best["similarity"]),
         latency_ms=data["latency_ms"],
         vetoes=tuple(Veto(**v) for v in data["vetoes"]),
+        question=data.get("question"),
     )

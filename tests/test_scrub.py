@@ -179,3 +179,24 @@ def test_the_python_api_scrubs_what_it_stores(scrubbing, monkeypatch, isolated_e
         assert cache.store("Who is on call now?", f"Call {PHONE}.").answer == f"Call {PHONE}."
     with SemanticCache(namespace="api", embedder=HashEmbedder(), scrub=True) as cache:
         assert cache.store("Who is on call today?", f"Call {PHONE}.").answer == "Call <PHONE_NUMBER>."
+
+
+def test_doctor_reports_the_scrubber_and_a_stuck_queue(scrubbing, thrift, isolated_env):
+    ran = thrift("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(ran.stdout)["checks"]}
+    assert checks["scrub"]["status"] == "ok" and "Presidio" in checks["scrub"]["detail"]
+    assert "scrub queue" not in checks
+    pending = isolated_env / "pending"
+    pending.mkdir(parents=True)
+    stuck = pending / "v1-0123.json"
+    stuck.write_text("{}")
+    old = time.time() - 3600
+    os.utime(stuck, (old, old))
+    checks = {c["name"]: c for c in json.loads(thrift("doctor", "--json").stdout)["checks"]}
+    assert (
+        checks["scrub queue"]["status"] == "warn"
+        and "1 miss(es) waiting since 60 min" in checks["scrub queue"]["detail"]
+    )
+    off = thrift("doctor", "--json", env={"THRIFT_SCRUB": "false"})
+    checks = {c["name"]: c for c in json.loads(off.stdout)["checks"]}
+    assert checks["scrub"]["status"] == "off"

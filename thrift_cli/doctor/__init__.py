@@ -4,7 +4,7 @@ Each check is a function of the `Context` that yields `Check`s, one line each of
 report, in this order: the config file and the environment (settings.py), the cache file
 and sqlite-vec (cache.py), the embedding model, its ONNX build and the HNSW graphs
 (model.py), the helper and Redis (services.py), the remote and push_on_store
-(remote.py).
+(remote.py), PII scrubbing and its queue (privacy.py).
 
 A check never raises (`run` turns anything unexpected into a failed line) and changes
 nothing: the cache file is opened as a lookup opens it and only read, and nothing is
@@ -65,7 +65,7 @@ Step = Callable[[Context], Iterator[Check]]
 
 def run(home: Path | None = None) -> list[Check]:
     """Every check, in the order of the report, on `home` (default: THRIFT_HOME)."""
-    from thrift_cli.doctor import cache, model, remote, services, settings
+    from thrift_cli.doctor import cache, model, privacy, remote, services, settings
 
     home_error = None
     if home is None:
@@ -88,6 +88,7 @@ def run(home: Path | None = None) -> list[Check]:
         ("redis", services.check_redis),
         ("remote", remote.check_remote),
         ("push on store", remote.check_push_on_store),
+        ("scrub", privacy.check_scrub),
     ]
     try:
         return [check for name, step in steps for check in _guarded(name, step, context)]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import start_helper
+from test_sync import remote  # noqa: F401 (the fixture)
 
 from thrift_cli import db
 
@@ -200,3 +201,56 @@ def test_doctor_reports_the_scrubber_and_a_stuck_queue(scrubbing, thrift, isolat
     off = thrift("doctor", "--json", env={"THRIFT_SCRUB": "false"})
     checks = {c["name"]: c for c in json.loads(off.stdout)["checks"]}
     assert checks["scrub"]["status"] == "off"
+
+
+def test_nothing_private_reaches_redis_or_the_remote(
+    scrubbing,
+    thrift,
+    fake_llm,
+    tmp_path,
+    redis_url,
+    remote,  # noqa: F811 (the fixture imported above)
+):
+    """The answer and the question both go scrubbed to Redis and, with thrift sync, to the
+    remote; another machine still gets an exact hit there, by the raw question's key."""
+    import redis
+    from psycopg import connect
+
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    team = {"DATABASE_URL": remote.client, "THRIFT_API_KEY": remote.keys["team"]}
+    ask = thrift("ask", QUESTION, "--", *fake_llm.command(), env={"THRIFT_HOME": str(home_a), **team})
+    assert ask.code == 0 and EMAIL.encode() in ask.stdout
+    settled(home_a)
+
+    client = redis.Redis.from_url(redis_url)
+    tenant = os.environ["THRIFT_TENANT"]
+    values = [client.get(k) for k in client.scan_iter(f"thrift:v1:{tenant}:*") if client.type(k) == b"string"]
+    assert values, "the miss reached Redis"
+    for value in values:
+        text = value.decode()
+        assert EMAIL not in text and PHONE not in text and "Souza" not in text, text
+        assert "<EMAIL_ADDRESS>" in text
+
+    synced = thrift("sync", env={"THRIFT_HOME": str(home_a), **team})
+    assert synced.code == 0, synced.stderr
+    with connect(remote.admin) as conn:
+        rows = conn.execute("SELECT query, response FROM cache_entries WHERE api_key = 'team'").fetchall()
+    assert len(rows) == 1
+    for field in rows[0]:
+        assert EMAIL not in field and PHONE not in field and "Souza" not in field, field
+    assert "<EMAIL_ADDRESS>" in rows[0][0] and "<EMAIL_ADDRESS>" in rows[0][1]
+
+    # Another machine, no Redis: the remote answers the raw question by its key.
+    other = thrift(
+        "ask",
+        "--json",
+        "--remote",
+        QUESTION,
+        "--",
+        *fake_llm.command(),
+        env={"THRIFT_HOME": str(home_b), "REDIS_URL": "", **team},
+    )
+    assert other.code == 0, other.stderr
+    assert json.loads(other.stderr.strip().splitlines()[-1])["tier"] == "exact"
+    assert b"<EMAIL_ADDRESS>" in other.stdout and EMAIL.encode() not in other.stdout
+    assert len(fake_llm.calls) == 1

@@ -272,10 +272,23 @@ class SemanticCache:
         stored = self.tier.store_text(entry, replace=replace, scrub=spec) if query._vector is None else None
         if stored is None:
             stored = self.tier.store(self._scrubbed(entry), query.vector, replace=replace)
-        for tier in self.tiers:
-            if tier is not self.tier:
-                tier.store(stored, query.vector if tier.semantic else None, replace=replace)
+        shared = [tier for tier in self.tiers if tier is not self.tier]
+        if shared:
+            copy = self.for_sharing(stored)
+            for tier in shared:
+                tier.store(copy, query.vector if tier.semantic else None, replace=replace)
         return stored
+
+    def for_sharing(self, entry: CacheEntry) -> CacheEntry:
+        """The copy of `entry` that a shared tier (Redis, the remote) gets: with scrubbing
+        on, its question scrubbed too (its key stays the raw question's: an exact lookup
+        keys the raw text here, and finds it)."""
+        if self.scrubber is None:
+            return entry
+        question = entry.shared_question
+        if question is None:
+            question = self.scrubber.scrub(entry.question).text
+        return dataclasses.replace(entry, question=question, shared_question=None)
 
     def store_many(
         self, pairs: list[tuple[str, str]], *, ttl: float | None = None, replace: bool = False
@@ -478,8 +491,13 @@ class SemanticCache:
         if source is not self.tier:
             source.touch(hit.entry, now)
         vector = source.vector(hit.entry)
+        raw = keys.exact_key(hit.entry.namespace, hit.entry.question) == hit.entry.question_hash
         for tier in self.tiers[:position]:
             if not tier.semantic:
+                if self.scrubber is not None and raw and tier is not self.tier:
+                    # Scrubbing its question here would load Presidio on a hit: the next
+                    # store of the question fills this tier instead.
+                    continue
                 tier.store(hit.entry, None)
             elif vector is not None and not tier.read_only:
                 tier.mirror(hit.entry, vector)  # the remote's hit into the local mirror

@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +330,8 @@ def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[st
         entry = cache.store(
             request["question"], request["answer"], ttl=request["ttl"], replace=request["replace"]
         )
+        if cache.scrubber is not None:  # for the asking process's shared tiers (Redis)
+            entry = replace(entry, shared_question=cache.for_sharing(entry).question)
         return {"ok": True, "entry": asdict(entry)}
     return {"ok": False, "error": f"unknown op {op!r}"}
 

@@ -23,6 +23,9 @@ class CacheEntry:
     last_hit_at: float | None = None
     hit_count: int = 0
     expires_at: float | None = None
+    # The question as the shared tiers get it, PII scrubbed, from the store that scrubbed
+    # the answer (privacy.py); never kept locally, where the question stays raw.
+    shared_question: str | None = None
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now

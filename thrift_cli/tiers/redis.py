@@ -217,6 +217,8 @@ def _json(entry: CacheEntry) -> str:
             "answer": entry.answer,
             "created_at": entry.created_at,
             "expires_at": entry.expires_at,
+            # The question was scrubbed of PII (privacy.py): it no longer spells its key.
+            "scrubbed": keys.exact_key(entry.namespace, entry.question) != entry.question_hash,
         },
         ensure_ascii=False,
     )
@@ -241,7 +243,7 @@ def _entry(data: bytes, question_hash: str) -> CacheEntry | None:
     fields = (entry.namespace, entry.question, entry.answer, entry.id)
     if entry.question_hash != question_hash or not all(isinstance(f, str) for f in fields):
         return None
-    if keys.exact_key(entry.namespace, entry.question) != question_hash:
+    if not value.get("scrubbed") and keys.exact_key(entry.namespace, entry.question) != question_hash:
         return None  # the key and the question it claims to answer disagree
     return entry if entry.answer.strip() else None
 

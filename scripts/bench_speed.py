@@ -376,6 +376,64 @@ def helper_row(n: int, runs: int, base: np.ndarray) -> dict:
     )
 
 
+def miss_rows(runs: int) -> list[dict]:
+    """A `thrift ask` miss whose answer holds PII, start to exit, with scrubbing off and on
+    (on: no helper, so the answer goes to the scrub queue; and through a running helper,
+    which scrubs it warm). Each run asks a new question; before each one the scrub worker
+    has finished the last (the ask's own cost, not a core shared with a worker)."""
+    from thrift_cli import scrub_queue
+
+    command = ["echo", "Mail ana.souza@example.org or call +1 415 555 0123 about"]
+
+    def misses(env: dict[str, str], home: Path, tag: str) -> float:
+        times = []
+        for i in range(runs):
+            deadline = time.monotonic() + 120
+            while scrub_queue.pending(home) or scrub_queue._running(home):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the scrub worker did not finish")
+                time.sleep(0.05)
+            argv = [*THRIFT, "ask", f"{tag} question number {i} about invoices", "--", *command]
+            started = time.perf_counter()
+            proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+            times.append((time.perf_counter() - started) * 1000)
+            if proc.returncode != 0:
+                raise SystemExit(f"miss failed: {proc.stderr.decode()[-500:]}")
+        return statistics.median(times)
+
+    rows = []
+    for label, scrub, with_helper in (
+        ("scrubbing off", "false", False),
+        ("scrubbing on, no helper (the scrub queue)", "true", False),
+        ("scrubbing off, through `thrift helper`", "false", True),
+        ("scrubbing on, through `thrift helper`", "true", True),
+    ):
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            env = {**os.environ, "THRIFT_HOME": str(home), "THRIFT_SCRUB": scrub}
+            subprocess.run([*THRIFT, "ask", "warm the file", "--", *command], env=env, capture_output=True)
+            helper = None
+            if with_helper:
+                helper = subprocess.Popen(
+                    [*THRIFT, "helper"], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+                assert helper.stderr is not None and "ready" in helper.stderr.readline()
+                # The helper loads Presidio on its first scrub, once: not what a miss costs.
+                subprocess.run(
+                    [*THRIFT, "ask", "warm the scrubber", "--", *command], env=env, capture_output=True
+                )
+            try:
+                ms = misses(env, home, label.split()[0] + str(with_helper))
+            finally:
+                if helper is not None:
+                    helper.terminate()
+                    helper.wait()
+        rows.append(
+            dict(what=f"`thrift ask` miss, {label}, start to exit", thrift=ms, baseline=None, unit="ms")
+        )
+    return rows
+
+
 def redis_rows(runs: int) -> list[dict]:
     """A cold exact hit served by Redis on a second machine (a THRIFT_HOME that never saw
     the question), and asks while Redis is down, each against the local exact hit of the
@@ -430,7 +488,7 @@ def redis_rows(runs: int) -> list[dict]:
     ]
 
 
-ROWS = ("cold", "helper", "redis", "warm", "search", "import", "large")
+ROWS = ("cold", "helper", "redis", "miss", "warm", "search", "import", "large")
 
 
 def main() -> int:
@@ -464,6 +522,8 @@ def main() -> int:
         rows.append(helper_row(small, runs, base))
     if "redis" in only:
         rows += redis_rows(runs)
+    if "miss" in only:
+        rows += miss_rows(5 if args.quick else 11)
     if "warm" in only:
         rows += warm_rows(medium, runs * 5, base)
     if "search" in only:

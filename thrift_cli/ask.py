@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from thrift_cli import scrub_queue
 from thrift_cli.cache import Query, SemanticCache, clean_question
 from thrift_cli.errors import StoreError, UsageError
-from thrift_cli.models import Event, Lookup
+from thrift_cli.models import CacheEntry, Event, Lookup
 from thrift_cli.runner import command_argv, run_command, write_all
 
 LOOKUP_ONLY_MISS_EXIT = 3
@@ -130,6 +130,12 @@ def _call(
     answer, result.not_stored_because = _storable(run.output, run.exit_code, run.timed_out, options)
     if answer is not None and cache.read_only:
         result.not_stored_because = cache.read_only
+    elif (
+        answer is not None
+        and cache.scrubber is not None
+        and (warm := _store_warm(cache, query, answer, options))
+    ):
+        result.stored, result.entry_id = True, warm.id  # a running helper scrubbed and stored it
     elif answer is not None and _deferred(
         cache, query, answer, look, options, run.duration_ms, len(run.output)
     ):
@@ -157,6 +163,13 @@ def _call(
     return result
 
 
+def _store_warm(cache: SemanticCache, query: Query, answer: str, options: AskOptions) -> CacheEntry | None:
+    try:
+        return cache.store_warm(query, answer, ttl=options.ttl, replace=options.refresh)
+    except StoreError:
+        return None  # queued instead
+
+
 def _deferred(
     cache: SemanticCache,
     query: Query,
@@ -166,9 +179,9 @@ def _deferred(
     call_ms: float,
     answer_bytes: int,
 ) -> bool:
-    """Hand the answer to the scrub worker when it must be scrubbed and no helper can do it
-    warm here (cache.store would load Presidio in this process: ~5 s before exiting)."""
-    if cache.scrubber is None or cache.home is None or cache.tier.scrubs_warm:
+    """Hand the answer to the scrub worker when it must be scrubbed and no helper did it
+    warm (cache.store would load Presidio in this process before it exits)."""
+    if cache.scrubber is None or cache.home is None:
         return False
     try:
         scrub_queue.defer(

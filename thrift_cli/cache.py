@@ -264,20 +264,35 @@ class SemanticCache:
         """Store `answer` for `question`. An existing entry for the same question is kept
         unless `replace`; the entry now in the cache is returned."""
         query = question if isinstance(question, Query) else self.query(question)
-        entry = self._entry(query, answer, ttl)
-        # The local tier decides which entry is kept (the one stored first, unless
-        # `replace`); every other tier then gets that one. A tier that embeds (the helper)
-        # scrubs too, in its own warm process.
-        spec = None if self.scrubber is None else self.scrubber.spec()
-        stored = self.tier.store_text(entry, replace=replace, scrub=spec) if query._vector is None else None
+        stored = self.store_warm(query, answer, ttl=ttl, replace=replace)
         if stored is None:
+            entry = self._entry(query, answer, ttl)
             stored = self.tier.store(self._scrubbed(entry), query.vector, replace=replace)
+            self._share(query, stored, replace)
+        return stored
+
+    def store_warm(
+        self, query: Query, answer: str, *, ttl: float | None = None, replace: bool = False
+    ) -> CacheEntry | None:
+        """`store` through a local tier that embeds and scrubs in a process of its own with
+        everything loaded (a running helper); None when there is none, or it did not answer
+        (then `store` does the work here, or `thrift ask` queues it: scrub_queue.py)."""
+        if query._vector is not None:
+            return None
+        spec = None if self.scrubber is None else self.scrubber.spec()
+        # The local tier decides which entry is kept (the one stored first, unless
+        # `replace`); every other tier then gets that one.
+        stored = self.tier.store_text(self._entry(query, answer, ttl), replace=replace, scrub=spec)
+        if stored is not None:
+            self._share(query, stored, replace)
+        return stored
+
+    def _share(self, query: Query, stored: CacheEntry, replace: bool) -> None:
         shared = [tier for tier in self.tiers if tier is not self.tier]
         if shared:
             copy = self.for_sharing(stored)
             for tier in shared:
                 tier.store(copy, query.vector if tier.semantic else None, replace=replace)
-        return stored
 
     def for_sharing(self, entry: CacheEntry) -> CacheEntry:
         """The copy of `entry` that a shared tier (Redis, the remote) gets: with scrubbing

@@ -264,6 +264,7 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
     path.unlink(missing_ok=True)  # left by a helper that was killed: we hold the lock
     caches = _Caches(home)
     caches.embedder.embed(["warm up"])  # load the model before a client waits
+    _warm_scrubber(home)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is created 0600: only its owner may ask
     try:
@@ -307,6 +308,20 @@ def _serve(home: Path, path: Path, ready: Callable[[Path], None] | None) -> None
         except OSError:
             pass
         caches.close()
+
+
+def _warm_scrubber(home: Path) -> None:
+    """Load Presidio before a client waits, when its asks scrub (the default): a store that
+    waited for the load would time out, and the ask would queue its answer instead."""
+    from thrift_cli import privacy
+    from thrift_cli.errors import ThriftError
+
+    try:
+        scrubber = privacy.configured(home)
+        if scrubber is not None:
+            scrubber.scrub("Warm up for Ana at ana@example.org.")
+    except ThriftError:
+        pass  # each store says what is wrong, or the ask queues its answer
 
 
 def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[str, Any]:

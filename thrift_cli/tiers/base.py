@@ -76,10 +76,6 @@ class Tier(ABC):
         loaded), so the caller loads no model; None: the caller embeds and calls search."""
         return None
 
-    # Whether `store_text` scrubs in a process that has the engines loaded (the helper):
-    # then an ask hands its answer there rather than to the scrub queue.
-    scrubs_warm = False
-
     def store_text(
         self, entry: CacheEntry, *, replace: bool = False, scrub: dict[str, Any] | None = None
     ) -> CacheEntry | None:

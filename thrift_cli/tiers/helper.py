@@ -37,8 +37,6 @@ class HelperTier(Tier):
     def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
         return self.client.explain(namespace, question, min_similarity)
 
-    scrubs_warm = True
-
     def store_text(
         self, entry: CacheEntry, *, replace: bool = False, scrub: dict[str, Any] | None = None
     ) -> CacheEntry | None:

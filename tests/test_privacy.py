@@ -1,6 +1,6 @@
 """The PII scrubber with real Presidio and the real spaCy pipeline: nothing mocked.
 
-The engines are built once per process (privacy._engines), so the first test pays ~1.5 s
+The engines are built once per process (privacy._engines), so the first test pays ~1.3 s
 and the rest ~20 ms a scrub.
 """
 

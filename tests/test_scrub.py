@@ -231,6 +231,10 @@ def test_nothing_private_reaches_redis_or_the_remote(
         assert EMAIL not in text and PHONE not in text and "Souza" not in text, text
         assert "<EMAIL_ADDRESS>" in text
 
+    conn = db.connect(home_a / "cache.db")
+    shared = conn.execute("SELECT shared_question FROM entries").fetchone()[0]
+    conn.close()
+    assert "<EMAIL_ADDRESS>" in shared  # scrubbed once, when stored: sync pushes it as it is
     synced = thrift("sync", env={"THRIFT_HOME": str(home_a), **team})
     assert synced.code == 0, synced.stderr
     with connect(remote.admin) as conn:

@@ -325,11 +325,16 @@ class SemanticCache:
         return stored
 
     def _scrubbed(self, entry: CacheEntry) -> CacheEntry:
-        """The entry with its answer's personal data replaced by placeholders (the question
-        stays: the exact key and the embedding come from it), when scrubbing is on."""
+        """The entry with its answer's personal data replaced by placeholders, when scrubbing
+        is on. The question stays (the exact key and the embedding come from it); its
+        scrubbed copy, what shared tiers get, is kept beside it (entries.shared_question)."""
         if self.scrubber is None:
             return entry
-        return dataclasses.replace(entry, answer=self.scrubber.scrub(entry.answer).text)
+        return dataclasses.replace(
+            entry,
+            answer=self.scrubber.scrub(entry.answer).text,
+            shared_question=self.scrubber.scrub(entry.question).text,  # kept for sync and Redis
+        )
 
     def _entry(self, query: Query, answer: str, ttl: float | None) -> CacheEntry:
         if not storable(answer):

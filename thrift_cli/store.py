@@ -367,7 +367,8 @@ class SQLiteStore(Tier):
             conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (old[0],))
             conn.execute("DELETE FROM entries WHERE rowid = ?", (old[0],))
         cur = conn.execute(
-            f"INSERT INTO entries ({_ENTRY_COLUMNS}, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO entries ({_ENTRY_COLUMNS}, embedding, shared_question) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 entry.id,
                 entry.namespace,
@@ -379,6 +380,7 @@ class SQLiteStore(Tier):
                 entry.hit_count,
                 entry.expires_at,
                 blob,
+                entry.shared_question,
             ),
         )
         conn.execute(

@@ -27,7 +27,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,7 +138,11 @@ def sync(
         with _SyncLock(db_path.parent):
             if locked:
                 locked()
-            mirror = Mirror(db_path)
+            from thrift_cli import privacy
+
+            # Nothing private leaves the machine: questions go scrubbed like the answers
+            # were; their keys and vectors, from the raw text, go as they are.
+            mirror = Mirror(db_path, scrubber=privacy.configured(db_path.parent))
             try:
                 if dry_run:
                     _dry_run(mirror, remote, result, push=push, pull=pull)
@@ -211,21 +215,13 @@ def _push(
     """Each batch's entries and tombstones, in one remote transaction each. Rows come in
     rowid order past the last batch, so a row that gathers hits while the sync runs waits
     for the next sync instead of keeping this one going."""
-    from thrift_cli import privacy
-
     entries, tombs = mirror.count_unpushed(now())
     total, done, after_row, after_hash = entries + tombs, 0, 0, ""
-    # Nothing private leaves the machine: the questions go scrubbed like the answers were
-    # (their keys and vectors, computed here from the raw text, go as they are).
-    scrubber = privacy.configured(mirror.path.parent)
     while True:
         rows = mirror.unpushed(batch, now(), after=after_row)
         gone = mirror.tombstones(batch - len(rows), after=after_hash) if len(rows) < batch else []
         if not rows and not gone:
             return
-        if scrubber is not None:
-            rows = [replace(r, question=scrubber.scrub(r.question).text) for r in rows]
-            gone = [replace(t, question=scrubber.scrub(t.question).text) for t in gone]
 
         batch_id = str(uuid.uuid4())
 

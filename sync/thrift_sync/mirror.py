@@ -37,6 +37,7 @@ class LocalRow:
     last_hit_at: float | None
     hit_delta: int
     expires_at: float | None
+    shared_question: str | None = None  # scrubbed when it was stored (sql/sqlite/0006)
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,31 @@ _MICROSECOND = timedelta(microseconds=1)
 
 _ROW = (
     "rowid, id, namespace, question, question_hash, answer, embedding, created_at, last_hit_at, "
-    "hit_count - hits_synced, expires_at"
+    "hit_count - hits_synced, expires_at, shared_question"
 )
 
 
 class Mirror:
-    def __init__(self, path: Path) -> None:
+    """The local file as sync sees it. What it hands over to push carries the question as
+    shared tiers get it: the one scrubbed when stored (entries.shared_question), else,
+    with `scrubber`, scrubbed now; nothing private leaves the machine (privacy.py)."""
+
+    def __init__(self, path: Path, scrubber: Any = None) -> None:
         self.path = path
+        self.scrubber = scrubber
         self._conn = db.connect(path)
+
+    def _shared(self, row: LocalRow) -> LocalRow:
+        if row.shared_question is not None:
+            return replace(row, question=row.shared_question)
+        if self.scrubber is not None:
+            return replace(row, question=self.scrubber.scrub(row.question).text)
+        return row
+
+    def _shared_tomb(self, tomb: Tombstone) -> Tombstone:
+        if self.scrubber is None:
+            return tomb
+        return replace(tomb, question=self.scrubber.scrub(tomb.question).text)
 
     def close(self) -> None:
         self._conn.close()
@@ -146,7 +164,7 @@ class Mirror:
             "AND rowid > ? ORDER BY rowid LIMIT ?",
             (now, after, limit),
         ).fetchall()
-        return [LocalRow(*row) for row in rows]
+        return [self._shared(LocalRow(*row)) for row in rows]
 
     def count_unpushed(self, now: float) -> tuple[int, int]:
         """(entries, tombstones) the next push would send."""
@@ -164,7 +182,7 @@ class Mirror:
             "WHERE question_hash > ? ORDER BY question_hash LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [Tombstone(*row) for row in rows]
+        return [self._shared_tomb(Tombstone(*row)) for row in rows]
 
     def pending_rows(self, pending: dict[str, Any]) -> tuple[list[LocalRow], list[Tombstone]]:
         """The entries and tombstones of a recorded push batch as they are now, each entry
@@ -173,12 +191,12 @@ class Mirror:
         on its own."""
         deltas = dict(pending["rows"])
         rows = [
-            replace(LocalRow(*row), hit_delta=deltas[row[0]])
+            self._shared(replace(LocalRow(*row), hit_delta=deltas[row[0]]))
             for rowid in deltas
             for row in self._conn.execute(f"SELECT {_ROW} FROM entries WHERE rowid = ?", (rowid,))
         ]
         tombs = [
-            Tombstone(*row)
+            self._shared_tomb(Tombstone(*row))
             for question_hash, deleted_at in pending["tombstones"]
             for row in self._conn.execute(
                 "SELECT question_hash, id, namespace, question, deleted_at FROM sync_tombstones "
@@ -309,9 +327,10 @@ class Mirror:
         re-embedding. A new rowid, so every index sees a new row (as the store's replace)."""
         blob = vectors.encode(r.embedding)
         cur = conn.execute(
+            # The remote's question is what shared tiers get already: kept as shared_question.
             "INSERT INTO entries (id, namespace, question, question_hash, answer, created_at, last_hit_at, "
-            "hit_count, expires_at, embedding, sync_dirty, hits_synced) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            "hit_count, expires_at, embedding, sync_dirty, hits_synced, shared_question) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
             (
                 r.id,
                 r.namespace,
@@ -324,6 +343,7 @@ class Mirror:
                 r.expires_at,
                 blob,
                 r.hit_count if hits_synced is None else hits_synced,
+                r.question,
             ),
         )
         conn.execute(

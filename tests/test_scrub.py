@@ -108,6 +108,18 @@ def test_an_ask_of_a_question_still_being_scrubbed_waits_for_it(scrubbing, thrif
     assert outcomes == ["stored"]  # the worker recorded the miss's event as the ask would have
 
 
+def test_a_paraphrase_asked_while_the_first_answer_is_scrubbed_is_a_hit(
+    scrubbing, thrift, fake_llm, isolated_env
+):
+    """`make demo`'s sequence: a miss, then at once a paraphrase of it. The paraphrase
+    waits for the queue, then finds the stored entry: one call, one hit."""
+    assert thrift("ask", "How do I learn to code quickly?", "--", *fake_llm.command()).code == 0
+    second = thrift("ask", "--json", "How can I learn to code fast?", "--", *fake_llm.command())
+    assert second.code == 0, second.stderr
+    assert json.loads(second.stderr.strip().splitlines()[-1])["tier"] == "semantic"
+    assert len(fake_llm.calls) == 1
+
+
 def test_a_pending_miss_left_by_a_dead_worker_is_stored_by_the_next(
     scrubbing, thrift, fake_llm, isolated_env
 ):

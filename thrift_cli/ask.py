@@ -89,11 +89,11 @@ def ask(
         look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
         if look.hit is not None and not options.refresh:
             return _serve(cache, look, out_fd, result)
-        if cache.home is not None and scrub_queue.is_pending(cache.home, query.key):
-            # Another ask's answer to this question is being scrubbed: wait for it.
-            scrub_queue.wait_for(cache.home, query.key)
+        if cache.home is not None and not options.refresh and scrub_queue.wait_for_queue(cache.home):
+            # Answers being scrubbed when we looked, this question's or a paraphrase's: the
+            # lookup again, now they are stored, rather than a second call.
             look = _looked(result, cache.explain(query, min_similarity=options.min_similarity))
-            if look.hit is not None and not options.refresh:
+            if look.hit is not None:
                 return _serve(cache, look, out_fd, result)
         failed = None if since is None else _failed_call(cache.calls_since(query, since))
         if failed is not None:

@@ -151,6 +151,20 @@ def build(path: Path, n_entries: int, n_events: int, seed: int = 11) -> None:
     conn.close()
 
 
+def built(home: Path, n_entries: int, n_events: int) -> Path:
+    """The cache file in `home`, built (and said so) unless it is there already."""
+    path = home / "cache.db"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        build(path, n_entries, n_events)
+        print(
+            f"built {path}: {n_entries:,} entries, {n_events:,} events "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+    return path
+
+
 def thrift() -> list[str]:
     script = Path(sys.executable).parent / "thrift"
     return [str(script)] if script.exists() else [sys.executable, "-m", "thrift_cli"]
@@ -174,15 +188,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="reuse (or build) the cache here; default: a temporary one")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="thrift-bench-stats-"))
-    path = home / "cache.db"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        build(path, args.entries, args.events)
-        print(
-            f"built {path}: {args.entries:,} entries, {args.events:,} events "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
+    built(home, args.entries, args.events)
     print(f"| what | median of {args.runs} | range |")
     print("|---|---|---|")
     for label, extra in [

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_stats import build, thrift  # noqa: E402
+from bench_stats import built, thrift  # noqa: E402
 
 from thrift_cli import db  # noqa: E402
 from thrift_cli.tui.source import Source  # noqa: E402
@@ -126,15 +126,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="reuse (or build) the cache here; default: a temporary one")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="thrift-bench-top-"))
-    path = home / "cache.db"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        build(path, args.entries, args.events)
-        print(
-            f"built {path}: {args.entries:,} entries, {args.events:,} events "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
+    path = built(home, args.entries, args.events)
     subprocess.run(
         [*thrift(), "stats", "--json"],
         env={**os.environ, "THRIFT_HOME": str(home)},

@@ -31,7 +31,7 @@ from thrift_cli import config
 from thrift_cli.stats_cmd import clip
 from thrift_cli.tui.screens import MODAL_CSS, ConfirmScreen, EntryScreen, FilterScreen, HelpScreen
 from thrift_cli.tui.source import FEED_ROWS, SLIDE_SECONDS, Snapshot, Source
-from thrift_cli.tui.widgets import Figure, Latency, Tiers, Timeline, headline
+from thrift_cli.tui.widgets import Figure, Latency, Tiers, Timeline, headline, latency_text
 
 # The time windows `t` cycles through: (name, seconds back from now; None: all time).
 WINDOWS: list[tuple[str, float | None]] = [
@@ -358,7 +358,7 @@ class TopApp(App[None]):
                         Text(
                             "" if look["similarity"] is None else f"{look['similarity']:.3f}", justify="right"
                         ),
-                        Text(_latency(look["latency_ms"]), justify="right"),
+                        Text(latency_text(look["latency_ms"]), justify="right"),
                         Text(clip(look["question"] or "", asked_w)),
                         Text(clip(_matched(look), matched_w), style="dim" if look["tier"] == "miss" else ""),
                     ],
@@ -546,10 +546,6 @@ def _tier(look: dict[str, Any]) -> Text:
     name = tier if source in (None, "local") else f"{tier[:3]}·{source}"
     style = {"exact": "green", "semantic": "cyan", "miss": "yellow"}.get(tier, "")
     return Text(name, style=style)
-
-
-def _latency(ms: float) -> str:
-    return f"{ms:.2f}" if ms < 10 else f"{ms:,.0f}"
 
 
 def _matched(look: dict[str, Any]) -> str:

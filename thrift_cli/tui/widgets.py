@@ -194,14 +194,15 @@ class Latency(Panel):
         text.append("".join(axis) + "\n", style="dim")
         for i, tier in enumerate(("exact", "semantic")):
             row = latency[tier]
-            p50 = "-" if row["p50"] is None else _ms(row["p50"])
-            p99 = "-" if row["p99"] is None else _ms(row["p99"])
+            p50 = "-" if row["p50"] is None else latency_text(row["p50"])
+            p99 = "-" if row["p99"] is None else latency_text(row["p99"])
             text.append(f"{tier[:5]:<6}p50 {p50:>4} p99 {p99:>4}" + ("\n" if i == 0 else ""))
         return text
 
 
-def _ms(value: float) -> str:
-    return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
+def latency_text(ms: float) -> str:
+    """A latency in ms: two decimals below 10 ms, whole numbers above."""
+    return f"{ms:.2f}" if ms < 10 else f"{ms:,.0f}"
 
 
 def headline(figures: dict[str, Any]) -> dict[str, tuple[str, str | None]]:

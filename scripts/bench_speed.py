@@ -389,7 +389,7 @@ def miss_rows(runs: int) -> list[dict]:
         times = []
         for i in range(runs):
             deadline = time.monotonic() + 120
-            while scrub_queue.pending(home) or scrub_queue._running(home):
+            while scrub_queue.pending(home) or scrub_queue.running(home):
                 if time.monotonic() > deadline:
                     raise SystemExit("the scrub worker did not finish")
                 time.sleep(0.05)

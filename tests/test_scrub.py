@@ -34,7 +34,7 @@ def settled(home: Path, timeout: float = 90) -> None:
     from thrift_cli import scrub_queue
 
     deadline = time.monotonic() + timeout
-    while scrub_queue.pending(home) or scrub_queue._running(home):
+    while scrub_queue.pending(home) or scrub_queue.running(home):
         assert time.monotonic() < deadline, "the scrub worker did not finish"
         time.sleep(0.1)
 

@@ -117,7 +117,7 @@ def wait_for_queue(home: Path, timeout: float = WAIT_SECONDS) -> bool:
 
 def start(home: Path) -> None:
     """Start a worker unless one runs. Never waits for it, never raises."""
-    if _running(home):
+    if running(home):
         return
     try:
         log = os.open(directory(home) / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -138,7 +138,7 @@ def start(home: Path) -> None:
         os.close(log)
 
 
-def _running(home: Path) -> bool:
+def running(home: Path) -> bool:
     try:
         fd = os.open(directory(home) / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:

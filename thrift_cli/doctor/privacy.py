@@ -47,7 +47,7 @@ def _queue(context: Context) -> Iterator[Check]:
         return
     oldest = time.time() - files[0].stat().st_mtime
     log = scrub_queue.directory(context.home) / scrub_queue.LOG
-    if oldest < STUCK_SECONDS or scrub_queue._running(context.home):
+    if oldest < STUCK_SECONDS or scrub_queue.running(context.home):
         yield Check("scrub queue", OK, f"{len(files)} miss(es) being scrubbed and stored")
         return
     yield Check(

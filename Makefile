@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: help install demo test check lint typecheck contracts wheel clean
+.PHONY: help install browser demo test check lint typecheck contracts wheel clean
 
 help: ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,11 @@ demo: install ## Ask a question, then a paraphrase of it: one LLM call, one cach
 	thrift ask -v "How can I learn to code fast?" -- llm -m echo; \
 	thrift ask -v "How do I learn to code quickly?" -- llm -m echo
 
-test: install ## Run the whole test suite
+browser: ## Debian's chromium, for the dashboard's browser tests (Playwright drives it)
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+
+test: install browser ## Run the whole test suite
 	$(PY) -m pytest
 
 lint: install ## ruff format check and lint

@@ -575,3 +575,37 @@ def top(
     from thrift_cli.tui.command import run
 
     return run(since=since, namespace=namespace, interval=interval, light=light)
+
+
+@app.command(cls=_Command)
+def serve(
+    host: Annotated[str, typer.Option("--host", help="The address to listen on (0.0.0.0: every interface).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open the dashboard.")] = False,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            help="The admin key (also THRIFT_SERVE_API_KEY); default: a new one, printed once.",
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", help="Worker processes (default: one per core, at most 4)."),
+    ] = None,
+    no_batch: Annotated[
+        bool, typer.Option("--no-batch", help="Embed each lookup alone (a baseline for benchmarks).", hidden=True)
+    ] = False,
+) -> int:
+    """Serve the web dashboard and the multi-tenant cache API (a drop-in for ThriftLM's api/).
+
+    Example: thrift serve --api-key "$KEY" --no-browser
+
+    GET / is the dashboard; POST /lookup, /store, /forget and /keys, GET /metrics and /health are the API, documented at /docs (OpenAPI at /openapi.json). Every endpoint but / and /health needs a key (X-API-Key, Authorization: Bearer, or api_key in the body). The admin key opens $THRIFT_HOME's own cache, the one thrift ask fills, and alone creates tenant keys (POST /keys); each tenant key opens its tenant's cache, a file of its own. Exit codes: 0 stopped; 1 thrift's own error; 2 bad usage (a port in use, a bad option).
+    """  # noqa: E501
+    from thrift_cli.server.command import run
+
+    return run(host=host, port=port, api_key=api_key, no_browser=no_browser, workers=workers, batch=not no_batch)

@@ -1,0 +1,125 @@
+"""Who is asking: API keys, hashed, and the tenant each one opens.
+
+Two kinds of key reach `thrift serve`:
+
+- the admin key (`--api-key`, else one made at start and printed once): the cache of
+  `$THRIFT_HOME` itself, the one `thrift ask` fills, and the only key that may create keys;
+- tenant keys, made by `POST /keys` with the admin key (key creation is admin-only; it is
+  not rate-limited, as nobody else can reach it). Each opens its tenant's cache, a file of
+  its own (`$THRIFT_HOME/tenants/<tenant>/thrift.db`), so one tenant's lookups, counts and
+  deletes cannot reach another's rows: there are none in its file.
+
+Only SHA-256 digests of keys are kept, in the `api_keys` table (sql/sqlite/0007) and in
+the workers' environment; a key is found by its digest and the digests are then compared
+with `hmac.compare_digest`, so no comparison time depends on how much of a key is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from thrift_cli import db
+
+KEY_PREFIX = "sc_"  # ThriftLM's keys look like this too
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the remote's rule (sql/postgres/0001)
+ADMIN = None  # Principal.tenant of the admin key
+# A known key is trusted this long before its row is read again (a key revoked in another
+# worker process stops working within this time).
+KNOWN_FOR_S = 5.0
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a key: the admin (`tenant` None) or a tenant."""
+
+    tenant: str | None
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant is ADMIN
+
+    @property
+    def name(self) -> str:
+        return "admin" if self.tenant is None else self.tenant
+
+
+class Keys:
+    """The key table of one `$THRIFT_HOME` and the admin key's digest."""
+
+    def __init__(self, db_file: Path, admin_digest: bytes) -> None:
+        self._db_file = db_file
+        self._admin = admin_digest
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._known: dict[bytes, tuple[str, float]] = {}
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = db.connect(self._db_file)
+        return self._conn
+
+    def principal(self, key: str) -> Principal | None:
+        """Whose key this is, or None for no key of ours (unknown or revoked)."""
+        presented = digest(key)
+        if hmac.compare_digest(presented, self._admin):
+            return Principal(ADMIN)
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(presented)
+            if known is not None and now - known[1] < KNOWN_FOR_S:
+                return Principal(known[0])
+            row = (
+                self._connection()
+                .execute("SELECT key_hash, tenant FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                         (presented,))
+                .fetchone()
+            )
+            if row is None or not hmac.compare_digest(bytes(row[0]), presented):
+                self._known.pop(presented, None)
+                return None
+            self._known[presented] = (row[1], now)
+            return Principal(row[1])
+
+    def create(self, email: str | None = None, tenant: str | None = None) -> tuple[str, str]:
+        """A new key and its tenant (a new one unless `tenant` names one to share: a team's
+        second key). The key is returned here once; only its digest is written."""
+        key = new_key()
+        tenant = tenant or "t-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        with self._lock:
+            self._connection().execute(
+                "INSERT INTO api_keys (key_hash, tenant, email, created_at) VALUES (?, ?, ?, ?)",
+                (digest(key), tenant, email, time.time()),
+            )
+        return key, tenant
+
+    def revoke(self, key: str) -> bool:
+        presented = digest(key)
+        with self._lock:
+            cur = self._connection().execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL",
+                (time.time(), presented),
+            )
+            self._known.pop(presented, None)
+            return bool(cur.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -21,6 +21,7 @@ import pytest
 if TYPE_CHECKING:
     from pg_servers import PostgresServer
     from redis_servers import RedisServer
+    from serve_servers import ServeServer
 
 TESTS = Path(__file__).resolve().parent
 FAKE_LLM = TESTS / "fake_llm.py"
@@ -59,6 +60,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
     A test that stops, fills or flushes its Redis uses `own_redis` instead."""
     from redis_servers import RedisServer
+    from serve_servers import ServeServer
 
     with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as server:
         yield server
@@ -79,6 +81,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A real Redis of this test's own, which it may stop, start again, fill or flush.
     Sets no environment: pass `own_redis.url` where it is wanted."""
     from redis_servers import RedisServer
+    from serve_servers import ServeServer
 
     with RedisServer(data_dir=tmp_path / "redis") as server:
         yield server
@@ -211,3 +214,13 @@ def start_helper(home: Path) -> subprocess.Popen:
     line = proc.stderr.readline()
     assert line.startswith("thrift helper: ready on "), line + proc.stderr.read()
     return proc
+
+
+@pytest.fixture
+def serve_server(isolated_env: Path) -> Iterator[ServeServer]:
+    """A real `thrift serve` on a loopback port for this test's THRIFT_HOME (admin key:
+    serve_servers.ADMIN_KEY), one worker, stopped after the test."""
+    from serve_servers import ServeServer
+
+    with ServeServer.start(isolated_env) as server:
+        yield server

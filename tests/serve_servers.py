@@ -52,12 +52,25 @@ class ServeServer:
         home.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, "THRIFT_HOME": str(home), **(env or {})}
         argv = [
-            *thrift_argv(), "serve", "--host", HOST, "--port", str(port), "--no-browser",
-            "--api-key", key, "--workers", str(workers), *extra,
+            *thrift_argv(),
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--no-browser",
+            "--api-key",
+            key,
+            "--workers",
+            str(workers),
+            *extra,
         ]
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                die_with_parent(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                die_with_parent(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 env=full_env,
             )
         server = cls(home, port, key, proc, log, full_env)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,14 +52,27 @@ class Presented:
 Auth = Annotated[Presented, Depends()]
 
 
-def create_app(home: Path, admin_digest: bytes, *, batch: bool = True, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    home: Path, admin_digest: bytes, *, batch: bool = True, engine: Engine | None = None
+) -> FastAPI:
     """The app serving `home` (a THRIFT_HOME); the admin key is the one whose SHA-256 is
     `admin_digest`."""
     from thrift_cli.home import DB_NAME
 
     engine = engine or Engine(home, batch=batch)
     keys = Keys(home / DB_NAME, admin_digest)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The model (and Presidio, when scrubbing is on) load while the first requests
+        # come in, not on the first lookup that needs them.
+        threading.Thread(target=engine.warm, name="thrift-warm", daemon=True).start()
+        yield
+        engine.close()
+        keys.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="thrift serve",
         version=thrift_cli.__version__,
         description=(
@@ -168,16 +184,7 @@ def create_app(home: Path, admin_digest: bytes, *, batch: bool = True, engine: E
 
     @app.exception_handler(RequestValidationError)
     def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": problems}, status_code=422)
-
-    @app.on_event("shutdown")
-    def closed() -> None:
-        engine.close()
-        keys.close()
+        return JSONResponse({"detail": _problems(exc)}, status_code=422)
 
     from thrift_cli.server import dashboard
 
@@ -196,6 +203,27 @@ def from_environment() -> FastAPI:
 
 def admin_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+_LOOKUPS = ("TextLookup", "VectorLookup")
+
+
+def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Each problem: where (`loc`), what (`msg`), pydantic's `type`. A lookup body is one of
+    two shapes; its problems are told for the shape it was meant to be (an `embedding` and
+    no `query`: a vector lookup), not for both."""
+    errors = list(exc.errors())
+    if any(len(e.get("loc", ())) > 1 and e["loc"][1] in _LOOKUPS for e in errors):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        meant = "VectorLookup" if "embedding" in body and "query" not in body else "TextLookup"
+        errors = [
+            {**e, "loc": (e["loc"][0], *e["loc"][2:])} if e["loc"][1:2] == (meant,) else e
+            for e in errors
+            if not (len(e.get("loc", ())) > 1 and e["loc"][1] in _LOOKUPS and e["loc"][1] != meant)
+        ]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
 
 
 def _namespace(given: str | None) -> str:
@@ -281,28 +309,36 @@ class BodyLimit:
             await _refuse(send, 415, "the body must be JSON, sent with Content-Type: application/json")
             return
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _refuse(send, 413, f"the body is over {self.limit} bytes")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                await _refuse(send, 413, f"the body is over {self.limit} bytes")
+                return
+            await self.app(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        # Sent chunked, with no length: read it here, up to the limit, then hand it on.
+        parts, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            parts.append(message.get("body", b""))
+            seen += len(parts[-1])
+            if seen > self.limit:
+                await _refuse(send, 413, f"the body is over {self.limit} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(parts)
+        sent = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _refuse(send, 413, f"the body is over {self.limit} bytes")
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def _json(content_type: bytes) -> bool:

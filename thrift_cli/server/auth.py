@@ -86,8 +86,10 @@ class Keys:
                 return Principal(known[0])
             row = (
                 self._connection()
-                .execute("SELECT key_hash, tenant FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-                         (presented,))
+                .execute(
+                    "SELECT key_hash, tenant FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                    (presented,),
+                )
                 .fetchone()
             )
             if row is None or not hmac.compare_digest(bytes(row[0]), presented):

@@ -58,7 +58,8 @@ def run(
     os.environ[ADMIN_DIGEST_VAR] = admin_digest(key).hex()
     os.environ[BATCH_VAR] = "1" if batch else "0"
     os.environ.pop(API_KEY_VAR, None)
-    where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else ('[' + host + ']' if ':' in host else host)}:{port}"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    where = f"http://{shown}:{port}"
     print(f"thrift serve: {home} on {where} ({workers} worker{'s' * (workers != 1)})", file=sys.stderr)
     if shown_key:
         print(f"thrift serve: admin key (shown once): {key}", file=sys.stderr)

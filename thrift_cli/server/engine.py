@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from thrift_cli import config
 from thrift_cli.server.auth import Principal
@@ -97,7 +97,7 @@ class Engine:
         *,
         batch: bool = True,
         embedder: Embedder | None = None,
-        scrubber: Scrubber | None | bool = None,
+        scrubber: Scrubber | None | Literal[False] = None,
     ) -> None:
         self.home = home
         self._batch = batch
@@ -130,7 +130,17 @@ class Engine:
                 from thrift_cli import privacy
 
                 self._scrubber = privacy.configured(self.home) or False
-            return self._scrubber or None
+            return self._scrubber if self._scrubber is not False else None
+
+    def warm(self) -> None:
+        """Load the model and the scrubber now (at start, on a thread of their own)."""
+        try:
+            self.embedder.embed(["warm"])
+            scrubber = self.scrubber
+            if scrubber is not None:
+                scrubber.scrub("warm")
+        except Exception:  # the request that needs them reports the error
+            pass
 
     def store_of(self, who: Principal) -> SQLiteStore:
         """The tenant's file, opened once per process (created on its first use)."""
@@ -166,7 +176,7 @@ class Engine:
                             timeout=config.value("redis_timeout", home=self.home),
                         )
                     )
-            self._shared[who.tenant] = tiers = [_Locked(t) for t in tiers]
+            self._shared[who.tenant] = tiers = [cast("Tier", _Locked(t)) for t in tiers]
         return tiers
 
     def cache(self, who: Principal, namespace: str) -> SemanticCache:

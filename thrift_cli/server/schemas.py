@@ -77,7 +77,9 @@ class KeyRequest(Strict):
     """ThriftLM's `{"email"}`; `tenant` gives the new key an existing tenant (a team's
     second key) instead of a new one."""
 
-    email: Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email: (
+        Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
     tenant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
     api_key: ApiKey | None = None
 

@@ -33,6 +33,7 @@ from thrift_cli.server.engine import Engine
 ADMIN_DIGEST_VAR = "THRIFT_SERVE_ADMIN_DIGEST"  # sha256 hex of the admin key, for the workers
 BATCH_VAR = "THRIFT_SERVE_BATCH"  # "0": embed each request alone (the bench's baseline)
 RECENT = 20
+JSON_ROUTES = frozenset({"/lookup", "/store", "/forget", "/keys"})  # POST, with a JSON body
 
 _header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key of this server.")
 _bearer = HTTPBearer(auto_error=False, description="The same key as `Authorization: Bearer KEY`.")
@@ -98,7 +99,10 @@ def create_app(
         401: {"model": schemas.Problem, "description": "No key, or not a key of this server"},
         400: {"model": schemas.Problem, "description": "A value the cache refuses"},
         413: {"model": schemas.Problem, "description": f"A body over {schemas.MAX_BODY_BYTES} bytes"},
+        415: {"model": schemas.Problem, "description": "A body that is not sent as application/json"},
     }
+    admin_only = {**errors, 403: {"model": schemas.Problem, "description": "A key that is not the admin's"}}
+    metrics_errors = {k: v for k, v in errors.items() if k in (400, 401)}
 
     @app.get("/health", response_model=schemas.Health, tags=["service"])
     def health() -> schemas.Health:
@@ -152,7 +156,7 @@ def create_app(
         ids = sorted({entry.id for _, entry in removed})
         return schemas.ForgetResponse(forgotten=len(ids), ids=ids)
 
-    @app.get("/metrics", tags=["metrics"], responses=errors)
+    @app.get("/metrics", tags=["metrics"], responses=metrics_errors)
     def metrics(
         presented: Auth,
         since: Annotated[str | None, Query(max_length=64, description="90, 15m, 1h, 7d or a date")] = None,
@@ -164,7 +168,7 @@ def create_app(
         who = authenticate(presented)
         return _metrics(engine.home_of(who), since, namespace)
 
-    @app.post("/keys", response_model=schemas.KeyResponse, status_code=201, tags=["keys"], responses=errors)
+    @app.post("/keys", response_model=schemas.KeyResponse, status_code=201, tags=["keys"], responses=admin_only)
     def create_key(body: schemas.KeyRequest, presented: Auth) -> schemas.KeyResponse:
         """A new tenant key, shown once (only its SHA-256 is kept). Admin key only."""
         who = authenticate(presented, body.api_key)
@@ -305,7 +309,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if scope["method"] == "POST" and not _json(headers.get(b"content-type", b"")):
+        json_route = scope["method"] == "POST" and scope["path"] in JSON_ROUTES
+        if json_route and not _json(headers.get(b"content-type", b"")):
             await _refuse(send, 415, "the body must be JSON, sent with Content-Type: application/json")
             return
         declared = headers.get(b"content-length")

@@ -579,9 +579,9 @@ def top(
 
 @app.command(cls=_Command)
 def serve(
-    host: Annotated[str, typer.Option("--host", help="The address to listen on (0.0.0.0: every interface).")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str, typer.Option("--host", help="The address to listen on (0.0.0.0: every interface).")
+    ] = ("127.0.0.1"),
     port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open the dashboard.")] = False,
     api_key: Annotated[
@@ -597,7 +597,8 @@ def serve(
         typer.Option("--workers", help="Worker processes (default: one per core, at most 4)."),
     ] = None,
     no_batch: Annotated[
-        bool, typer.Option("--no-batch", help="Embed each lookup alone (a baseline for benchmarks).", hidden=True)
+        bool,
+        typer.Option("--no-batch", help="Embed each lookup alone (a baseline for benchmarks).", hidden=True),
     ] = False,
 ) -> int:
     """Serve the web dashboard and the multi-tenant cache API (a drop-in for ThriftLM's api/).
@@ -608,4 +609,6 @@ def serve(
     """  # noqa: E501
     from thrift_cli.server.command import run
 
-    return run(host=host, port=port, api_key=api_key, no_browser=no_browser, workers=workers, batch=not no_batch)
+    return run(
+        host=host, port=port, api_key=api_key, no_browser=no_browser, workers=workers, batch=not no_batch
+    )

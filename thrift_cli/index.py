@@ -33,14 +33,13 @@ class VectorIndex:
         self._pending.append((row_id, np.asarray(vector, dtype=np.float32)))
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return top_k(*self.snapshot(), vector, k)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, vectors) as they are now. Adds replace these arrays, never write into
+        them, so a snapshot can be searched (top_k) while other threads add rows."""
         self._flush()
-        if not len(self._ids):
-            return []
-        scores = self._matrix @ np.asarray(vector, dtype=np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [(int(self._ids[i]), float(scores[i])) for i in top]
+        return self._ids, self._matrix
 
     def _flush(self) -> None:
         if self._pending:
@@ -48,3 +47,14 @@ class VectorIndex:
             self._ids = np.concatenate([self._ids, np.array(ids, dtype=np.int64)])
             self._matrix = np.concatenate([self._matrix, np.stack(vecs)])
             self._pending.clear()
+
+
+def top_k(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The `k` rows of `matrix` nearest `vector` by dot product: (row id, score), best first."""
+    if not len(ids):
+        return []
+    scores = matrix @ np.asarray(vector, dtype=np.float32)
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top])]
+    return [(int(ids[i]), float(scores[i])) for i in top]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,9 +159,9 @@ class SQLiteStore(Tier):
         return _entry(rows[0]) if rows else None
 
     def search(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
+        if self._memory_index:
+            return self._search_memory(namespace, vector, k, now)
         with self._lock:
-            if self._memory_index:
-                return self._search_memory(namespace, vector, k, now)
             graph = self._graph(namespace)
             if graph is not None:
                 return self._search_graph(graph, namespace, vector, k, now)
@@ -277,8 +277,18 @@ class SQLiteStore(Tier):
         return scored[:k]
 
     def _search_memory(self, namespace: str, vector: np.ndarray, k: int, now: float) -> list[Candidate]:
-        index = self._synced_index(namespace)
-        return self._merged(self._graphs.get(namespace), index, namespace, vector, k, now)
+        """The in-memory search. Only bringing the index up to date holds the connection's
+        lock: the scan of the vectors (~0.6 ms for 10,000) runs outside it, on a snapshot,
+        so an application's other threads (thrift serve's requests) look up meanwhile."""
+        from thrift_cli.index import top_k
+
+        with self._lock:
+            index = self._synced_index(namespace)
+            ids, matrix = index.snapshot()
+            graph = self._graphs.get(namespace)
+            row_ids = graph.search(vector, k + _SLACK) if graph is not None else []
+        row_ids += [row_id for row_id, _ in top_k(ids, matrix, vector, k + _SLACK)]
+        return self._rescored(namespace, vector, row_ids, k, now)
 
     def _synced_index(self, namespace: str) -> VectorIndex:
         """The namespace's rows that its graph does not hold, in memory, brought up to date.
@@ -460,6 +470,20 @@ class SQLiteStore(Tier):
                 (event.at, entry.id),
             )
             self._insert_event(conn, event)
+
+    def record_many(self, events: Sequence[tuple[CacheEntry | None, Event]]) -> None:
+        """Record many lookups in one transaction: (the entry a hit served, or None for a
+        miss; its event). What `thrift serve` writes every few milliseconds."""
+        if self.read_only or not events:
+            return
+        with self._write() as conn:
+            for entry, event in events:
+                if entry is not None:
+                    conn.execute(
+                        "UPDATE entries SET hit_count = hit_count + 1, last_hit_at = ? WHERE id = ?",
+                        (event.at, entry.id),
+                    )
+                self._insert_event(conn, event)
 
     def __enter__(self) -> SQLiteStore:
         return self

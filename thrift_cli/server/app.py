@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,10 +25,13 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import thrift_cli
-from thrift_cli.errors import StoreError, ThriftError, UsageError
+from thrift_cli.errors import ThriftError, UsageError
 from thrift_cli.server import schemas
 from thrift_cli.server.auth import Keys, Principal
 from thrift_cli.server.engine import Engine
+
+if TYPE_CHECKING:
+    from thrift_cli.server.remote import Remote
 
 ADMIN_DIGEST_VAR = "THRIFT_SERVE_ADMIN_DIGEST"  # sha256 hex of the admin key, for the workers
 BATCH_VAR = "THRIFT_SERVE_BATCH"  # "0": embed each request alone (the bench's baseline)
@@ -60,8 +63,9 @@ def create_app(
     `admin_digest`."""
     from thrift_cli.home import DB_NAME
 
-    engine = engine or Engine(home, batch=batch)
-    keys = Keys(home / DB_NAME, admin_digest)
+    if engine is None:
+        engine = Engine(home, batch=batch, remote=_remote(home))
+    keys = Keys(home / DB_NAME, admin_digest, engine.remote)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +106,7 @@ def create_app(
         415: {"model": schemas.Problem, "description": "A body that is not sent as application/json"},
     }
     admin_only = {**errors, 403: {"model": schemas.Problem, "description": "A key that is not the admin's"}}
-    metrics_errors = {k: v for k, v in errors.items() if k in (400, 401)}
+    metrics_errors: dict[int | str, dict[str, Any]] = {k: v for k, v in errors.items() if k in (400, 401)}
 
     @app.get("/health", response_model=schemas.Health, tags=["service"])
     def health() -> schemas.Health:
@@ -139,6 +143,7 @@ def create_app(
         query = cache.query(body.query)
         before = cache.tier.lookup(query.key, time.time())
         entry = cache.store(query, body.response, ttl=body.ttl, replace=body.replace)
+        engine.changed(who)
         return schemas.StoreResponse(
             id=entry.id, namespace=cache.namespace, stored=body.replace or before is None
         )
@@ -154,6 +159,8 @@ def create_app(
         cache = engine.cache(who, _namespace(body.namespace))
         removed = cache.forget_exact(body.query) if body.query is not None else forget_id(cache, str(body.id))
         ids = sorted({entry.id for _, entry in removed})
+        if ids:
+            engine.changed(who)
         return schemas.ForgetResponse(forgotten=len(ids), ids=ids)
 
     @app.get("/metrics", tags=["metrics"], responses=metrics_errors)
@@ -166,9 +173,12 @@ def create_app(
         key's cache, and thrift's: `stats` is what `thrift stats --json` prints for the
         same file, `timeline` the hit rate over time, `recent` the latest lookups."""
         who = authenticate(presented)
+        engine.flush(who)
         return _metrics(engine.home_of(who), since, namespace)
 
-    @app.post("/keys", response_model=schemas.KeyResponse, status_code=201, tags=["keys"], responses=admin_only)
+    @app.post(
+        "/keys", response_model=schemas.KeyResponse, status_code=201, tags=["keys"], responses=admin_only
+    )
     def create_key(body: schemas.KeyRequest, presented: Auth) -> schemas.KeyResponse:
         """A new tenant key, shown once (only its SHA-256 is kept). Admin key only."""
         who = authenticate(presented, body.api_key)
@@ -183,8 +193,8 @@ def create_app(
 
     @app.exception_handler(ThriftError)
     def thrift_error(_request: Request, exc: ThriftError) -> JSONResponse:
-        status = 503 if isinstance(exc, StoreError) else 500
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        # The cache file, the model or the remote failed: the request was fine.
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -203,6 +213,18 @@ def from_environment() -> FastAPI:
 
     digest = bytes.fromhex(os.environ[ADMIN_DIGEST_VAR])
     return create_app(thrift_home(), digest, batch=os.environ.get(BATCH_VAR, "1") != "0")
+
+
+def _remote(home: Path) -> Remote | None:
+    """The remote the settings name (database_url, or the Supabase REST pair), if any."""
+    from thrift_cli import config
+
+    where = config.remote(home)
+    if where is None:
+        return None
+    from thrift_cli.server.remote import Remote
+
+    return Remote(*where)
 
 
 def admin_digest(key: str) -> bytes:

@@ -22,11 +22,14 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thrift_cli import db
+
+if TYPE_CHECKING:
+    from thrift_cli.server.remote import Remote
 
 KEY_PREFIX = "sc_"  # ThriftLM's keys look like this too
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the remote's rule (sql/postgres/0001)
@@ -46,9 +49,11 @@ def new_key() -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """The holder of a key: the admin (`tenant` None) or a tenant."""
+    """The holder of a key: the admin (`tenant` None) or a tenant. With a remote, `key` is
+    the key itself (in memory only): the remote tier and the syncs present it."""
 
     tenant: str | None
+    key: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def admin(self) -> bool:
@@ -62,9 +67,11 @@ class Principal:
 class Keys:
     """The key table of one `$THRIFT_HOME` and the admin key's digest."""
 
-    def __init__(self, db_file: Path, admin_digest: bytes) -> None:
+    def __init__(self, db_file: Path, admin_digest: bytes, remote: Remote | None = None) -> None:
+        """With `remote`, tenant keys are the remote's (server/remote.py), not this table's."""
         self._db_file = db_file
         self._admin = admin_digest
+        self.remote = remote
         self._lock = threading.Lock()
         self._conn: Any = None
         self._known: dict[bytes, tuple[str, float]] = {}
@@ -83,7 +90,15 @@ class Keys:
         with self._lock:
             known = self._known.get(presented)
             if known is not None and now - known[1] < KNOWN_FOR_S:
-                return Principal(known[0])
+                return Principal(known[0], key) if known[0] else None
+        if self.remote is not None:
+            tenant = self.remote.tenant_of(key)  # a round trip: outside the lock
+            with self._lock:
+                if len(self._known) > 10_000:
+                    self._known.clear()
+                self._known[presented] = (tenant or "", now)  # a refusal is kept as long
+            return Principal(tenant, key) if tenant else None
+        with self._lock:
             row = (
                 self._connection()
                 .execute(
@@ -101,6 +116,8 @@ class Keys:
     def create(self, email: str | None = None, tenant: str | None = None) -> tuple[str, str]:
         """A new key and its tenant (a new one unless `tenant` names one to share: a team's
         second key). The key is returned here once; only its digest is written."""
+        if self.remote is not None:
+            return self.remote.create_key(email, tenant)
         key = new_key()
         tenant = tenant or "t-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         with self._lock:

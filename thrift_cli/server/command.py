@@ -37,6 +37,7 @@ def run(
     from thrift_cli.home import thrift_home
     from thrift_cli.server.app import ADMIN_DIGEST_VAR, BATCH_VAR, admin_digest
     from thrift_cli.server.auth import new_key
+    from thrift_cli.server.engine import THREADS_VAR
 
     config.check_environment()
     if not 1 <= port <= 65535:
@@ -57,6 +58,12 @@ def run(
     os.environ["THRIFT_HOME"] = str(home)
     os.environ[ADMIN_DIGEST_VAR] = admin_digest(key).hex()
     os.environ[BATCH_VAR] = "1" if batch else "0"
+    # The cores shared out among the workers (engine.py); numpy reads this at its import,
+    # which happens in each worker, after this.
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ[THREADS_VAR] = threads
+    for blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(blas, threads)
     os.environ.pop(API_KEY_VAR, None)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
     where = f"http://{shown}:{port}"

@@ -10,6 +10,16 @@ The concurrency model (measured by scripts/bench_serve.py):
 - **Threads.** In a process, each request runs on the thread pool (FastAPI's `def`
   routes). A tenant's store is one connection behind a lock (store.py), held only for the
   sub-millisecond reads and writes; the model, the HTTP and the JSON run outside it.
+- **Threads for the maths.** The cores are shared out among the workers: with two workers
+  on two cores, the model and numpy's BLAS get one thread each in each worker. Left at
+  their defaults (two each, in each worker) they fight over the cores: a 10,000-vector
+  search took 8 ms instead of 0.6 ms.
+- **Events off the request's path.** Each lookup's event (and its entry's hit count) is
+  handed to the tenant's `EventWriter`, a thread with its own connection that writes
+  whatever has queued in one transaction, at once. A request never waits for the write
+  lock, which the other workers' writers and `thrift ask` processes also take. What a
+  crash loses is the events of the last few milliseconds, never an entry: stores are
+  written before the response. `/metrics` first waits for this process's queue.
 - **Batched embedding.** Requests that need a vector at the same time share one model
   call: a thread hands its question to `BatchingEmbedder` and waits; the one thread that
   calls the model takes every question queued meanwhile (up to 64). Nothing waits on a
@@ -20,6 +30,8 @@ The concurrency model (measured by scripts/bench_serve.py):
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -35,11 +47,15 @@ if TYPE_CHECKING:
 
     from thrift_cli.cache import SemanticCache
     from thrift_cli.embed import Embedder
+    from thrift_cli.models import CacheEntry, Event
     from thrift_cli.privacy import Scrubber
+    from thrift_cli.server.remote import Remote
     from thrift_cli.store import SQLiteStore
     from thrift_cli.tiers.base import Tier
 
 MAX_BATCH = 64
+# The compute threads of one worker (the model's and numpy's BLAS), set by command.py.
+THREADS_VAR = "THRIFT_SERVE_THREADS"
 TENANTS_DIR = "tenants"
 
 
@@ -86,10 +102,80 @@ class BatchingEmbedder:
                 done.set_result(vector)
 
 
+class EventWriter:
+    """Writes the lookups' events of one cache file on a thread of its own, in batches."""
+
+    def __init__(self, path: Path) -> None:
+        from thrift_cli.store import SQLiteStore
+
+        self._store = SQLiteStore(path)  # its own connection: the requests' stays free
+        self._queue: list[tuple[CacheEntry | None, Event]] = []
+        self._busy = False
+        self._closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="thrift-events", daemon=True)
+        self._thread.start()
+        self.failed: str | None = None
+
+    def put(self, entry: CacheEntry | None, event: Event) -> None:
+        with self._changed:
+            self._queue.append((entry, event))
+            self._changed.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every event put so far is written."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while (self._queue or self._busy) and time.monotonic() < deadline:
+                self._changed.wait(0.05)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._closed:
+                    self._changed.wait()
+                if not self._queue:
+                    return
+                batch, self._queue, self._busy = self._queue, [], True
+            try:
+                self._store.record_many(batch)
+            except Exception as exc:  # metrics only: said once, never fatal to a lookup
+                if self.failed is None:
+                    self.failed = str(exc)
+                    print(f"thrift serve: warning: lookups not recorded: {exc}", file=sys.stderr)
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout=10)
+        self._store.close()
+
+
+class _Recorded:
+    """A tenant's store whose lookups are recorded by its EventWriter; all else is the store's."""
+
+    def __init__(self, store: SQLiteStore, writer: EventWriter) -> None:
+        self._store, self.writer = store, writer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def record(self, event: Event) -> None:
+        self.writer.put(None, event)
+
+    def record_hit(self, entry: CacheEntry, event: Event) -> None:
+        self.writer.put(entry, event)
+
+
 class Engine:
     """The caches `thrift serve` answers from: the admin's (`$THRIFT_HOME`'s own file,
     with the tiers its settings configure, as `thrift ask`) and each tenant's (its own
-    file under `$THRIFT_HOME/tenants/`, with Redis scoped to it when Redis is set)."""
+    file under `$THRIFT_HOME/tenants/`, with Redis scoped to it when Redis is set, and with
+    a remote the remote's tiers as that tenant: server/remote.py)."""
 
     def __init__(
         self,
@@ -98,13 +184,17 @@ class Engine:
         batch: bool = True,
         embedder: Embedder | None = None,
         scrubber: Scrubber | None | Literal[False] = None,
+        remote: Remote | None = None,
     ) -> None:
+        """`remote`: tenants are the remote's (server/remote.py)."""
         self.home = home
+        self.remote = remote
         self._batch = batch
         self._embedder = embedder
         self._scrubber = scrubber
         self._lock = threading.Lock()
         self._stores: dict[str | None, SQLiteStore] = {}
+        self._writers: dict[str | None, EventWriter] = {}
         self._shared: dict[str | None, list[Tier]] = {}
         self._caches: dict[tuple[str | None, str], SemanticCache] = {}
         self.min_similarity = float(config.value("min_similarity", home=home))
@@ -117,9 +207,7 @@ class Engine:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from thrift_cli.embed import default_embedder
-
-                warm = default_embedder(warm=True, home=self.home)
+                warm = _warm_embedder(self.home)
                 self._embedder = BatchingEmbedder(warm) if self._batch else warm
             return self._embedder
 
@@ -150,9 +238,27 @@ class Engine:
         with self._lock:
             store = self._stores.get(who.tenant)
             if store is None:
-                home = self.home_of(who)
-                store = self._stores[who.tenant] = SQLiteStore(home / DB_NAME, memory_index=True)
+                path = self.home_of(who) / DB_NAME
+                store = self._stores[who.tenant] = SQLiteStore(path, memory_index=True)
+                self._writers[who.tenant] = EventWriter(path)
+                if self.remote is not None and not who.admin:
+                    self._syncer(who).start(pull=True)  # the mirror of the tenant's rows
             return store
+
+    def _syncer(self, who: Principal) -> Any:
+        assert self.remote is not None and who.key is not None
+        return self.remote.syncer(self.home_of(who), str(who.tenant), who.key)
+
+    def changed(self, who: Principal) -> None:
+        """`who`'s cache changed (a store, a forget): with a remote, push it there now."""
+        if self.remote is not None and not who.admin:
+            self._syncer(who).start()
+
+    def flush(self, who: Principal) -> None:
+        """Wait until the lookups this process answered for `who` are recorded."""
+        writer = self._writers.get(who.tenant)
+        if writer is not None:
+            writer.flush()
 
     def _shared_tiers(self, who: Principal) -> list[Tier]:
         tiers = self._shared.get(who.tenant)
@@ -176,6 +282,8 @@ class Engine:
                             timeout=config.value("redis_timeout", home=self.home),
                         )
                     )
+                if self.remote is not None and who.key is not None:
+                    tiers.append(self.remote.tier(who.key, config.value("remote_timeout", home=self.home)))
             self._shared[who.tenant] = tiers = [cast("Tier", _Locked(t)) for t in tiers]
         return tiers
 
@@ -189,6 +297,7 @@ class Engine:
             return cache
         store = self.store_of(who)
         embedder, scrubber = self.embedder, self.scrubber
+        recorded = cast("Tier", _Recorded(store, self._writers[who.tenant]))
         with self._lock:
             cache = self._caches.get(key)
             if cache is None:
@@ -197,7 +306,7 @@ class Engine:
                     namespace,
                     self.home_of(who),
                     ttl=self.ttl,
-                    tier=store,
+                    tier=recorded,
                     shared=self._shared_tiers(who),
                     embedder=embedder,
                     scrub=scrubber if scrubber is not None else False,
@@ -206,14 +315,36 @@ class Engine:
 
     def close(self) -> None:
         with self._lock:
+            for writer in self._writers.values():
+                writer.close()
             for store in self._stores.values():
                 store.close()
+            self._writers.clear()
             for tiers in self._shared.values():
                 for tier in tiers:
                     tier.close()
             self._stores.clear()
             self._shared.clear()
             self._caches.clear()
+
+
+def _warm_embedder(home: Path) -> Embedder:
+    """ONNX Runtime with THREADS_VAR threads (command.py: the cores shared out among the
+    workers, so two workers on two cores do not fight over four threads), else the
+    process-wide default."""
+    threads = os.environ.get(THREADS_VAR)
+    if threads and threads.isdigit() and int(threads) > 0:
+        from thrift_cli.errors import EmbedError
+
+        try:
+            from thrift_cli.minilm_onnx import OnnxMiniLMEmbedder
+
+            return OnnxMiniLMEmbedder(home, threads=int(threads))
+        except (ImportError, EmbedError, OSError):
+            pass
+    from thrift_cli.embed import default_embedder
+
+    return default_embedder(warm=True, home=home)
 
 
 class _Locked:

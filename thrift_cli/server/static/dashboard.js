@@ -38,6 +38,13 @@
     history.replaceState(null, "", location.pathname + location.search);
   }
 
+  // A link with another key opened in this tab changes only the fragment: no reload.
+  window.addEventListener("hashchange", () => {
+    if (!location.hash.startsWith("#key=")) return;
+    takeKeyFromFragment();
+    refresh();
+  });
+
   function currentKey() {
     return sessionStorage.getItem(KEY_STORE);
   }

@@ -329,8 +329,7 @@
   }
 
   function timeline(t) {
-    // app.py's empty-cache timeline says `step`, stats.timeline() `step_seconds`.
-    const step = t.step_seconds || t.step || 60;
+    const step = t.step_seconds;
     const lookups = t.lookups.slice(-TIMELINE_SLOTS);
     const hits = t.hits.slice(-TIMELINE_SLOTS);
     const first = t.start + (t.lookups.length - lookups.length) * step;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -61,8 +62,9 @@ def ask(thrift: Callable[..., Ran], question: str, command: list[str]) -> dict[s
     return ran.report
 
 
-def metrics(server: ServeServer) -> dict[str, Any]:
-    request = urllib.request.Request(f"{server.url}/metrics", headers={"X-API-Key": server.key})
+def metrics(server: ServeServer, since: str | None = None) -> dict[str, Any]:
+    query = "" if since is None else f"?since={since}"
+    request = urllib.request.Request(f"{server.url}/metrics{query}", headers={"X-API-Key": server.key})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
@@ -104,6 +106,7 @@ def test_the_figures_are_those_of_metrics_and_thrift_stats(
     assert ask(thrift, FIRST, llm_cli)["tier"] == "exact"
     assert ask(thrift, PARAPHRASE, llm_cli)["tier"] == "semantic"
     open_dashboard(page, serve_server)
+    assert page.get_by_test_id("dashboard").get_attribute("data-window") == "all"
     figures = shown(page)
     served = metrics(serve_server)
     ran = thrift("stats", "--json")
@@ -143,6 +146,38 @@ def test_the_figures_are_those_of_metrics_and_thrift_stats(
     assert page.locator("#latency svg rect.exact").count() == 1
     assert page.locator("#latency svg rect.semantic").count() == 1
     assert page.get_by_test_id("empty").is_hidden()
+
+    # A window: the page asks for it, and shows what /metrics says for it.
+    with page.expect_response(lambda r: "/metrics?since=15m" in r.url):
+        page.get_by_test_id("window").select_option("15m")
+    page.wait_for_selector("[data-testid=dashboard][data-window='15m']", state="attached")
+    windowed = metrics(serve_server, since="15m")["stats"]
+    assert windowed["since"] is not None
+    assert int(shown(page)["lookups"]) == windowed["lookups"] == 3
+
+
+def test_time_saved_is_marked_estimated_when_a_hit_had_no_timed_miss(
+    tab: tuple[Page, Watch],
+    serve_server: ServeServer,
+    thrift: Callable[..., Ran],
+    fake_llm: FakeLLM,
+    tmp_path: Path,
+) -> None:
+    page, _ = tab
+    pairs = tmp_path / "answers.jsonl"
+    pairs.write_text(
+        json.dumps({"question": "What is a semantic cache?", "answer": "A cache of meanings."}) + "\n"
+    )
+    ran = thrift("import", str(pairs), "--", *fake_llm.command())
+    assert ran.code == 0, ran.stderr
+    assert ask(thrift, "What is a semantic cache?", fake_llm.command())["tier"] == "exact"
+    open_dashboard(page, serve_server)
+    saved = metrics(serve_server)["stats"]["time_saved"]
+    assert saved["estimated_hits"] + saved["unknown_hits"] == 1  # imported: no call of its own was timed
+    assert page.get_by_test_id("time-estimated").is_visible()
+    assert page.get_by_test_id("time-estimated").text_content() == "est."
+    assert float(shown(page)["time-saved"]) == saved["seconds"]
+    assert not fake_llm.calls_file.exists() or fake_llm.calls_file.read_text() == ""
 
 
 def test_an_empty_cache_says_how_to_begin_then_a_new_ask_shows_live(

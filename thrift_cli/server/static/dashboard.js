@@ -20,6 +20,7 @@
   let inFlight = false;
   let lastGood = null; // Date of the last successful refresh
   let failingSince = null;
+  let drawn = null; // what the page shows now, to skip redrawing the same (a selection survives)
 
   // -- the key --------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@
       $("key-form").hidden = true;
       $("dashboard").hidden = false;
       render(data);
+      $("dashboard").dataset.window = since || "all"; // the window of the figures drawn
       setStatus(`updated ${clock(lastGood)} · every ${REFRESH_MS / 1000} s`, false);
     }
     schedule();
@@ -256,6 +258,9 @@
 
   function render(data) {
     const s = data.stats;
+    const same = JSON.stringify({ ...data, stats: { ...s, generated_at: null } });
+    if (same === drawn) return;
+    drawn = same;
     const empty = s.lookups === 0 && s.entries.total === 0 && !$("window").value;
     byTest("empty").hidden = !empty;
     headline(s);

@@ -297,7 +297,7 @@ def _metrics(home: Path, since: str | None, namespace: str | None) -> dict[str, 
     path = home / DB_NAME
     if not path.is_file():
         figures = stats.empty(window, default_price, now)
-        timeline: dict[str, Any] = {"step": 60, "start": now, "lookups": [], "hits": []}
+        timeline: dict[str, Any] = {"step_seconds": 60, "start": now, "lookups": [], "hits": []}
         recent: list[dict[str, Any]] = []
     else:
         conn = db.connect(path, read_only=True)

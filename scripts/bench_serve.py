@@ -51,7 +51,10 @@ WARM_UP_S = 3.0
 def pairs(entries: int) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """(stored (question, answer)), paraphrases of stored questions, unstored questions."""
     with open(DATA, encoding="utf-8") as f:
-        rows = [(r["question1"].strip(), r["question2"].strip()) for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+        rows = [
+            (r["question1"].strip(), r["question2"].strip())
+            for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        ]
     seen: set[str] = set()
     unique = []
     for q1, q2 in rows:
@@ -98,7 +101,9 @@ def request(body: bytes) -> bytes:
     ).encode() + body
 
 
-async def client(port: int, bodies: list[bytes], start: int, until: float, counted_from: float, out: dict) -> None:
+async def client(
+    port: int, bodies: list[bytes], start: int, until: float, counted_from: float, out: dict
+) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
     i = start
     try:
@@ -148,8 +153,21 @@ async def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> 
 
 def serve(home: Path, workers: int, batch: bool) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    argv = [sys.executable, "-m", "thrift_cli", "serve", "--host", HOST, "--port", str(port), "--no-browser",
-            "--api-key", KEY, "--workers", str(workers)]
+    argv = [
+        sys.executable,
+        "-m",
+        "thrift_cli",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-browser",
+        "--api-key",
+        KEY,
+        "--workers",
+        str(workers),
+    ]
     if not batch:
         argv.append("--no-batch")
     env = {**os.environ, "THRIFT_HOME": str(home), "THRIFT_SCRUB": "false", "PYTHONPATH": str(ROOT)}
@@ -164,8 +182,12 @@ def serve(home: Path, workers: int, batch: bool) -> tuple[subprocess.Popen, int]
     # Every worker loads its model and vectors on its first lookups: ask until all have.
     warm = json.dumps({"query": "warm up the model and the vectors"}).encode()
     for _ in range(20 * workers):
-        req = urllib.request.Request(f"http://{HOST}:{port}/lookup", data=warm, method="POST",
-                                     headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://{HOST}:{port}/lookup",
+            data=warm,
+            method="POST",
+            headers={"X-API-Key": KEY, "Content-Type": "application/json"},
+        )
         urllib.request.urlopen(req, timeout=30).read()
     return proc, port
 
@@ -183,7 +205,9 @@ def measure(home: Path, bodies: list[bytes], clients: int, seconds: float, worke
 def main() -> int:
     from thrift_cli.server.command import default_workers
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--entries", type=int, default=10000)
@@ -195,18 +219,28 @@ def main() -> int:
     build(home, args.entries)
     bodies = workload(args.entries)
     rows = [
-        ("baseline: 1 worker, each lookup embedded alone", measure(home, bodies, args.clients, args.seconds, 1, False)),
-        (f"thrift serve: {args.workers} workers, batched embeds",
-         measure(home, bodies, args.clients, args.seconds, args.workers, True)),
+        (
+            "baseline: 1 worker, each lookup embedded alone",
+            measure(home, bodies, args.clients, args.seconds, 1, False),
+        ),
+        (
+            f"thrift serve: {args.workers} workers, batched embeds",
+            measure(home, bodies, args.clients, args.seconds, args.workers, True),
+        ),
     ]
     base = rows[0][1]["per_second"]
-    print(f"\n{args.clients} clients, {args.seconds:.0f} s each, {args.entries:,} entries; "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}\n")
+    print(
+        f"\n{args.clients} clients, {args.seconds:.0f} s each, {args.entries:,} entries; "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}\n"
+    )
     print("| server | lookups/s | vs baseline | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['per_second']:,.0f} | {r['per_second'] / base:.2f}x | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {r['errors']} |")
+        print(
+            f"| {name} | {r['per_second']:,.0f} | {r['per_second'] / base:.2f}x | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps([{"server": n, **r} for n, r in rows], indent=2))
     return 0

@@ -60,7 +60,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
     A test that stops, fills or flushes its Redis uses `own_redis` instead."""
     from redis_servers import RedisServer
-    from serve_servers import ServeServer
 
     with RedisServer(data_dir=tmp_path_factory.mktemp("redis")) as server:
         yield server
@@ -81,7 +80,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A real Redis of this test's own, which it may stop, start again, fill or flush.
     Sets no environment: pass `own_redis.url` where it is wanted."""
     from redis_servers import RedisServer
-    from serve_servers import ServeServer
 
     with RedisServer(data_dir=tmp_path / "redis") as server:
         yield server

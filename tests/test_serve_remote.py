@@ -21,9 +21,9 @@ QUESTION = "How do I rotate the database credentials?"
 PARAPHRASE = "How can I rotate database credentials?"
 
 
-def rows(remote: Remote, tenant: str, *, deleted: bool = False) -> dict[str, str]:
+def rows(pg: Remote, tenant: str, *, deleted: bool = False) -> dict[str, str]:
     gone = "IS NOT NULL" if deleted else "IS NULL"
-    with connect(remote.admin) as conn:
+    with connect(pg.admin) as conn:
         found = conn.execute(
             f"SELECT query, response FROM cache_entries WHERE api_key = %s AND deleted_at {gone}", (tenant,)
         ).fetchall()
@@ -48,24 +48,31 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
 def test_tenants_are_the_remotes_and_stores_reach_it(remote: Remote, tmp_path: Path) -> None:  # noqa: F811
     team, other = ({"X-API-Key": remote.keys[t]} for t in ("team", "other"))
     with serving(tmp_path / "a", remote.client) as c:
-        assert c.post("/lookup", json={"query": QUESTION}, headers={"X-API-Key": "sc_nobody"}).status_code == 401
-        stored = c.post("/store", json={"query": QUESTION, "response": "Use the vault.", "namespace": "ops"},
-                        headers=team)
+        assert (
+            c.post("/lookup", json={"query": QUESTION}, headers={"X-API-Key": "sc_nobody"}).status_code == 401
+        )
+        stored = c.post(
+            "/store", json={"query": QUESTION, "response": "Use the vault.", "namespace": "ops"}, headers=team
+        )
         assert stored.status_code == 200, stored.text
         # pushed to the remote, in the team's rows only
         assert wait_for(lambda: rows(remote, "team") == {QUESTION: "Use the vault."})
         assert rows(remote, "other") == {}
-        assert c.post("/lookup", json={"query": QUESTION, "namespace": "ops"}, headers=other).json()[
-            "response"
-        ] is None
+        assert (
+            c.post("/lookup", json={"query": QUESTION, "namespace": "ops"}, headers=other).json()["response"]
+            is None
+        )
         assert (tmp_path / "a" / "tenants" / "team" / "cache.db").is_file()
     # Another server (another machine) with an empty mirror: the remote answers the team.
     with serving(tmp_path / "b", remote.client) as c:
         near = c.post("/lookup", json={"query": PARAPHRASE, "namespace": "ops"}, headers=team).json()
         assert near["response"] == "Use the vault."
-        assert c.post("/lookup", json={"query": PARAPHRASE, "namespace": "ops"}, headers=other).json()[
-            "response"
-        ] is None
+        assert (
+            c.post("/lookup", json={"query": PARAPHRASE, "namespace": "ops"}, headers=other).json()[
+                "response"
+            ]
+            is None
+        )
         c.app.state.engine.remote.wait()
         # the pull filled its mirror: forget it here, and the remote forgets it too
         gone = c.post("/forget", json={"query": QUESTION, "namespace": "ops"}, headers=team).json()
@@ -76,7 +83,8 @@ def test_tenants_are_the_remotes_and_stores_reach_it(remote: Remote, tmp_path: P
 
 @pytest.mark.slow
 def test_a_revoked_remote_key_is_refused_and_keys_are_made_on_the_remote(
-    remote: Remote, tmp_path: Path  # noqa: F811
+    remote: Remote,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     with serving(tmp_path / "c", remote.admin) as c:
         made = c.post("/keys", json={"email": "new@example.com"}, headers={"X-API-Key": ADMIN_KEY})

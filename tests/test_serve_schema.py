@@ -26,7 +26,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> schemathesis.BaseSch
     home: Path = tmp_path_factory.mktemp("schema-home")
     app = create_app(home, admin_digest(ADMIN_KEY), engine=Engine(home, scrubber=False))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    schema.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
+    schema.config.generation.update(
+        modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    )
     return schema
 
 

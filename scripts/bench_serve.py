@@ -9,15 +9,18 @@ Loopback only, bounded in time. The cache: the first question of `--entries` Quo
 lookups, in a fixed shuffled order, are a third each: a stored question (an exact hit, no
 model), the other question of a stored pair (a paraphrase or a near miss: the model and
 the vectors), and a question of the data set that is not stored (a miss, the same work).
+Each text is asked once (no vector is reused).
 
 Two servers are measured in the same run, one after the other, each a real `thrift serve`
-(uvicorn) on a loopback port: the baseline, one worker process that embeds each lookup
-alone (`--workers 1 --no-batch`), and the default (`--workers` one per core, embeds
-batched; engine.py). The clients are asyncio tasks of this one process, each with one
-keep-alive HTTP/1.1 connection, sending a lookup as soon as the last one answered. Each
+(uvicorn) on a loopback port: the baseline, one worker process answering one request at a
+time on one connection, each lookup embedded alone (`--workers 1 --serial`), and the
+default (`--workers` one per core, a thread pool, embeds batched; engine.py). The
+clients are asyncio tasks of this one process, each with one keep-alive HTTP/1.1
+connection, sending a lookup as soon as the last one answered. Each
 run warms up for 3 s (not counted), then counts for `--seconds`: lookups answered per
 second, p50 and p99 latency (send to last byte), and errors (any status but 200, or a
-broken connection). The clients share the machine's cores with the server.
+broken connection); then the same by how each lookup ended (exact, semantic, miss).
+The clients share the machine's cores with the server.
 """
 
 from __future__ import annotations
@@ -80,18 +83,13 @@ def build(home: Path, entries: int) -> None:
     print(f"built {len(stored):,} entries in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
-def workload(entries: int, n: int = 30000) -> list[bytes]:
+def workload(entries: int) -> list[bytes]:
+    """Every stored question, every paraphrase and as many unstored questions, once each,
+    shuffled: no text repeats within a run (so no vector is reused, engine.py)."""
     stored, near, unstored = pairs(entries)
-    rng = random.Random(7)
-    bodies = []
-    for i in range(n):
-        kind = i % 3
-        question = (
-            rng.choice(stored)[0] if kind == 0 else rng.choice(near) if kind == 1 else rng.choice(unstored)
-        )
-        bodies.append(json.dumps({"query": question}).encode())
-    rng.shuffle(bodies)
-    return bodies
+    questions = [q for q, _ in stored] + near + unstored[: len(near)]
+    random.Random(7).shuffle(questions)
+    return [json.dumps({"query": q}).encode() for q in questions]
 
 
 def request(body: bytes) -> bytes:
@@ -102,14 +100,14 @@ def request(body: bytes) -> bytes:
 
 
 async def client(
-    port: int, bodies: list[bytes], start: int, until: float, counted_from: float, out: dict
+    port: int, bodies: list[bytes], start: int, clients: int, until: float, counted_from: float, out: dict
 ) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
     i = start
     try:
         while time.perf_counter() < until:
             body = bodies[i % len(bodies)]
-            i += 7
+            i += clients
             sent = time.perf_counter()
             try:
                 writer.write(request(body))
@@ -120,7 +118,7 @@ async def client(
                     for line in head.split(b"\r\n")
                     if line.lower().startswith(b"content-length:")
                 )
-                await reader.readexactly(length)
+                answer = await reader.readexactly(length)
             except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
                 if sent >= counted_from:
                     out["errors"] += 1
@@ -129,18 +127,23 @@ async def client(
                 continue
             done = time.perf_counter()
             if sent >= counted_from:
-                out["latencies"].append((done - sent) * 1000.0)
+                ms = (done - sent) * 1000.0
+                out["latencies"].append(ms)
                 if status != 200:
                     out["errors"] += 1
+                else:
+                    out["by_tier"].setdefault(json.loads(answer)["tier"] or "miss", []).append(ms)
     finally:
         writer.close()
 
 
 async def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    out: dict = {"latencies": [], "errors": 0}
+    out: dict = {"latencies": [], "errors": 0, "by_tier": {}}
     counted_from = time.perf_counter() + WARM_UP_S
     until = counted_from + seconds
-    await asyncio.gather(*(client(port, bodies, c, until, counted_from, out) for c in range(clients)))
+    await asyncio.gather(
+        *(client(port, bodies, c, clients, until, counted_from, out) for c in range(clients))
+    )
     lat = sorted(out["latencies"])
     return {
         "lookups": len(lat),
@@ -148,6 +151,16 @@ async def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> 
         "p50_ms": statistics.median(lat) if lat else None,
         "p99_ms": lat[int(0.99 * (len(lat) - 1))] if lat else None,
         "errors": out["errors"],
+        "by_tier": {tier: percentiles(ms) for tier, ms in sorted(out["by_tier"].items())},
+    }
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
     }
 
 
@@ -169,7 +182,7 @@ def serve(home: Path, workers: int, batch: bool) -> tuple[subprocess.Popen, int]
         str(workers),
     ]
     if not batch:
-        argv.append("--no-batch")
+        argv.append("--serial")
     env = {**os.environ, "THRIFT_HOME": str(home), "THRIFT_SCRUB": "false", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -220,7 +233,7 @@ def main() -> int:
     bodies = workload(args.entries)
     rows = [
         (
-            "baseline: 1 worker, each lookup embedded alone",
+            "baseline: 1 worker, 1 request at a time",
             measure(home, bodies, args.clients, args.seconds, 1, False),
         ),
         (
@@ -241,6 +254,11 @@ def main() -> int:
             f"| {name} | {r['per_second']:,.0f} | {r['per_second'] / base:.2f}x | {r['p50_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['errors']} |"
         )
+    print("\n| server | lookup ended | n | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|---:|")
+    for name, r in rows:
+        for tier, p in r["by_tier"].items():
+            print(f"| {name} | {tier} | {p['n']:,} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps([{"server": n, **r} for n, r in rows], indent=2))
     return 0

@@ -596,9 +596,13 @@ def serve(
         Optional[int],
         typer.Option("--workers", help="Worker processes (default: one per core, at most 4)."),
     ] = None,
-    no_batch: Annotated[
+    serial: Annotated[
         bool,
-        typer.Option("--no-batch", help="Embed each lookup alone (a baseline for benchmarks).", hidden=True),
+        typer.Option(
+            "--serial",
+            help="One request at a time, each embedded alone (bench_serve's baseline).",
+            hidden=True,
+        ),
     ] = False,
 ) -> int:
     """Serve the web dashboard and the multi-tenant cache API (a drop-in for ThriftLM's api/).
@@ -610,5 +614,5 @@ def serve(
     from thrift_cli.server.command import run
 
     return run(
-        host=host, port=port, api_key=api_key, no_browser=no_browser, workers=workers, batch=not no_batch
+        host=host, port=port, api_key=api_key, no_browser=no_browser, workers=workers, batch=not serial
     )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # numpy is imported on first use: an exact hit needs none of 
 
 # Extra candidates asked of an index, for those whose rows were deleted or expired since.
 _SLACK = 16
+# How often a memory index is counted against the file, to see rows deleted elsewhere.
+COUNT_EVERY_S = 1.0
 
 _ENTRY_COLUMNS = (
     "id, namespace, question, question_hash, answer, created_at, last_hit_at, hit_count, expires_at"
@@ -62,6 +64,7 @@ class SQLiteStore(Tier):
         self._graphs: dict[str, hnsw.Graph | None] = {}
         self._seen_version: int | None = None  # PRAGMA data_version the indexes reflect
         self._fresh: set[str] = set()  # namespaces whose index is in step at that version
+        self._counted: dict[str, float] = {}  # when each index was last counted (monotonic)
         self._file: tuple[int, int, int, str] | None = None  # what the indexes were read from
         self._conn: Any = None
         self.reopen()
@@ -83,6 +86,7 @@ class SQLiteStore(Tier):
             self.read_only = f"the cache {self.path} is read-only" if read_only else None
             self._conn = db.connect(self.path, read_only=read_only)
             self._seen_version, self._fresh = None, set()  # data_version is per connection
+            self._counted = {}  # and what was deleted while it was closed is counted again
             if not self._same_file():
                 self._indexes, self._graphs = {}, {}
 
@@ -299,7 +303,11 @@ class SQLiteStore(Tier):
         (another process may have published a newer one, whose rows then leave this
         index), rows past the index's highest id are appended (ids only grow:
         AUTOINCREMENT), and a count that still differs means rows were deleted, so the
-        namespace is reloaded. Once the rows outside any graph reach
+        namespace is reloaded. The count reads every row id of the namespace (~1 ms at
+        10,000), and a server's event writes change data_version all the time, so it runs
+        at most every COUNT_EVERY_S (and at once after this store's own deletes): meanwhile
+        a deleted row can only waste a candidate's place, as every candidate is read back
+        from the file (_rescored) and a deleted one is not found. Once the rows outside any graph reach
         `hnsw.min_entries()` (or `hnsw.REFRESH_AT` past a graph), a background
         `thrift index` folds them in: a lookup never waits for a graph to be built.
         """
@@ -325,9 +333,12 @@ class SQLiteStore(Tier):
             index.floor = graph.watermark if graph is not None else 0
         for row_id, blob in self._rows_after(namespace, max(index.max_id, index.floor)):
             index.add(row_id, vectors.decode(blob))
-        if graph is None and self.count(namespace) != len(index):
-            del self._indexes[namespace]
-            return self._synced_index(namespace)
+        now = time.monotonic()
+        if graph is None and now - self._counted.get(namespace, -COUNT_EVERY_S) >= COUNT_EVERY_S:
+            self._counted[namespace] = now
+            if self.count(namespace) != len(index):
+                del self._indexes[namespace]
+                return self._synced_index(namespace)
         if len(index) >= (hnsw.REFRESH_AT if graph is not None else hnsw.min_entries()):
             self._refresh(namespace)
         self._fresh.add(namespace)
@@ -408,6 +419,7 @@ class SQLiteStore(Tier):
             conn.execute("DELETE FROM entry_vectors WHERE rowid = ?", (row[0],))
             conn.execute("DELETE FROM entries WHERE rowid = ?", (row[0],))
         self._fresh.clear()
+        self._counted.clear()
         return True
 
     def delete_namespace(self, namespace: str) -> int:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from thrift_cli.server.remote import Remote
 
 ADMIN_DIGEST_VAR = "THRIFT_SERVE_ADMIN_DIGEST"  # sha256 hex of the admin key, for the workers
-BATCH_VAR = "THRIFT_SERVE_BATCH"  # "0": embed each request alone (the bench's baseline)
+BATCH_VAR = "THRIFT_SERVE_BATCH"  # "0": the bench's baseline, one request at a time, no batching
 RECENT = 20
 JSON_ROUTES = frozenset({"/lookup", "/store", "/forget", "/keys"})  # POST, with a JSON body
 
@@ -72,6 +72,11 @@ def create_app(
         # The model (and Presidio, when scrubbing is on) load while the first requests
         # come in, not on the first lookup that needs them.
         threading.Thread(target=engine.warm, name="thrift-warm", daemon=True).start()
+        if not batch:
+            # The benchmark's baseline: one request at a time, as one connection serves.
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 1
         yield
         engine.close()
         keys.close()

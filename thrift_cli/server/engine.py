@@ -21,7 +21,8 @@ The concurrency model (measured by scripts/bench_serve.py):
   crash loses is the events of the last few milliseconds, never an entry: stores are
   written before the response. `/metrics` first waits for this process's queue.
 - **Batched embedding.** Requests that need a vector at the same time share one model
-  call: a thread hands its question to `BatchingEmbedder` and waits; the one thread that
+  call (and the vectors of the last RECENT_VECTORS texts are kept, so the `/store` that
+  follows a missed `/lookup` of the same question embeds nothing): a thread hands its question to `BatchingEmbedder` and waits; the one thread that
   calls the model takes every question queued meanwhile (up to 64). Nothing waits on a
   timer: a lone request is embedded at once, and under load the batch is whatever queued
   during the previous call. On this machine one text costs ~4 ms alone and ~1.6 ms in a
@@ -34,6 +35,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from thrift_cli.tiers.base import Tier
 
 MAX_BATCH = 64
+RECENT_VECTORS = 4096  # ~6 MB of vectors per worker
 # The compute threads of one worker (the model's and numpy's BLAS), set by command.py.
 THREADS_VAR = "THRIFT_SERVE_THREADS"
 TENANTS_DIR = "tenants"
@@ -71,10 +74,21 @@ class BatchingEmbedder:
         self._thread: threading.Thread | None = None
         self.batches = 0  # model calls made, and the texts they embedded (for the bench)
         self.texts = 0
+        # The latest texts' vectors: a lookup that missed is stored a moment later (the
+        # client called its LLM in between); the store reuses the lookup's vector.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
+        self.reused = 0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:
             return self._inner.embed(texts)
+        with self._recent_lock:
+            known = self._recent.get(texts[0])
+            if known is not None:
+                self._recent.move_to_end(texts[0])
+                self.reused += 1
+                return known[None, :]
         done: Future[Any] = Future()
         with self._ready:
             if self._thread is None:
@@ -98,6 +112,11 @@ class BatchingEmbedder:
                 continue
             self.batches += 1
             self.texts += len(batch)
+            with self._recent_lock:
+                for (text, _), vector in zip(batch, vectors, strict=True):
+                    self._recent[text] = vector
+                while len(self._recent) > RECENT_VECTORS:
+                    self._recent.popitem(last=False)
             for (_, done), vector in zip(batch, vectors, strict=True):
                 done.set_result(vector)
 

@@ -21,12 +21,16 @@ The concurrency model (measured by scripts/bench_serve.py):
   crash loses is the events of the last few milliseconds, never an entry: stores are
   written before the response. `/metrics` first waits for this process's queue.
 - **Batched embedding.** Requests that need a vector at the same time share one model
-  call (and the vectors of the last RECENT_VECTORS texts are kept, so the `/store` that
-  follows a missed `/lookup` of the same question embeds nothing): a thread hands its question to `BatchingEmbedder` and waits; the one thread that
+  call: a thread hands its question to `BatchingEmbedder` and waits; the one thread that
   calls the model takes every question queued meanwhile (up to 64). Nothing waits on a
   timer: a lone request is embedded at once, and under load the batch is whatever queued
-  during the previous call. On this machine one text costs ~4 ms alone and ~1.6 ms in a
-  batch of 32.
+  during the previous call. The vectors of the last RECENT_VECTORS texts are kept, so the
+  `/store` that follows a missed `/lookup` of the same question embeds nothing.
+
+What bounds it (scripts/bench_serve.py): the model. A Quora-length question costs ~6 ms of
+CPU to embed, alone or in a batch (~5.7 ms: at this size the work is the arithmetic, not
+the calls), against ~1.5 ms for all the rest of a lookup. Exact hits need no model and
+never wait behind the lookups that do.
 """
 
 from __future__ import annotations

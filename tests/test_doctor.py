@@ -97,7 +97,7 @@ def test_a_healthy_cache_passes_every_check(doctor, thrift, fake_llm, isolated_e
         assert report.status(name) == ["off"], report.lines
     db = isolated_env / "cache.db"
     assert (
-        report.check("cache file")["detail"] == f"{db}: schema 0006, 1 entry in 1 namespace, quick_check ok"
+        report.check("cache file")["detail"] == f"{db}: schema 0007, 1 entry in 1 namespace, quick_check ok"
     )
     assert "the cache's vectors are its own (1 checked)" in report.check("model")["detail"]
     assert report.check("redis")["detail"].startswith("not configured")
@@ -169,16 +169,16 @@ def test_an_older_schema_is_upgraded_and_a_newer_one_fails(doctor, thrift, fake_
         conn.execute(
             "DELETE FROM _migrations "
             "WHERE name IN ('0002_event_source', '0003_sync', '0004_stats', '0005_feed', "
-            "'0006_shared_question')"
+            "'0006_shared_question', '0007_api_keys')"
         )
     conn.close()
     report = doctor()
     assert report.code == 0
-    assert "schema 0001 (the next thrift ask upgrades it to 0006)" in report.line("cache file")
+    assert "schema 0001 (the next thrift ask upgrades it to 0007)" in report.line("cache file")
     with sqlite3.connect(isolated_env / "cache.db") as conn:
         conn.execute(
             "INSERT INTO _migrations VALUES ('0002_event_source', 0), ('0003_sync', 0), ('0004_stats', 0), "
-            "('0005_feed', 0), ('0006_shared_question', 0), ('0099_from_the_future', 0)"
+            "('0005_feed', 0), ('0006_shared_question', 0), ('0007_api_keys', 0), ('0099_from_the_future', 0)"
         )
     conn.close()
     report = doctor()

@@ -33,8 +33,10 @@ PARAPHRASE = "How can I learn to code fast?"
 MARKUP = "<img src=x onerror=alert(1)> what does <b>this</b> do?"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module, not session: while Playwright's sync API runs, the main thread counts as
+    # inside an event loop, and a later module's asyncio.run (Textual's pilot) would fail.
     with chromium() as launched:
         yield launched
 

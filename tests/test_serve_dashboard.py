@@ -13,6 +13,7 @@ checks it was that and nothing else.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -195,7 +196,10 @@ def test_an_empty_cache_says_how_to_begin_then_a_new_ask_shows_live(
 
     question = "Which port does thrift serve listen on?"
     ask(thrift, question, fake_llm.command())
+    asked = time.monotonic()
     wait_for_lookups(page, 1)
+    # within one refresh of the ask (and the slack of a fetch and a redraw)
+    assert time.monotonic() - asked <= REFRESH_S + 1.5
     assert texts(page, "lookup-question") == [question]
     assert hint.is_hidden()
     ask(thrift, question, fake_llm.command())

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from urllib.parse import quote
 
 from thrift_cli import config
 from thrift_cli.errors import UsageError
@@ -72,9 +73,10 @@ def run(
         print(f"thrift serve: admin key (shown once): {key}", file=sys.stderr)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"thrift serve: warning: listening on {host}, reachable from other machines", file=sys.stderr)
-    print(f"thrift serve: dashboard {where}/#key={key}", file=sys.stderr)
+    dashboard = f"{where}/#key={quote(key, safe='')}"
+    print(f"thrift serve: dashboard {dashboard}", file=sys.stderr)
     if not no_browser:
-        threading.Thread(target=_open_when_up, args=(host, port, f"{where}/#key={key}"), daemon=True).start()
+        threading.Thread(target=_open_when_up, args=(host, port, dashboard), daemon=True).start()
     uvicorn.run(
         "thrift_cli.server.app:from_environment",
         factory=True,

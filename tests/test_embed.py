@@ -115,3 +115,21 @@ def test_an_onnx_model_damaged_in_place_is_rebuilt(tmp_path):
     vector = OnnxMiniLMEmbedder(tmp_path).embed(text)[0]
     assert vector @ MiniLMEmbedder().embed(text)[0] > 0.9999
     assert path.read_bytes() != bytes(data)  # rebuilt: its checksum no longer matched its name
+
+
+def test_batches_hold_texts_of_similar_length_only():
+    """Padding costs as much as real tokens: a short text never waits in a long one's batch."""
+    from tokenizers import Tokenizer
+
+    from thrift_cli.minilm import BATCH_SIZE, SPREAD, padded_batches
+
+    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tokenizer.no_padding()
+    texts = [" ".join(["word"] * (i % 50 + 1)) for i in range(200)]
+    seen: list[int] = []
+    for rows, ids, mask in padded_batches(tokenizer, texts):
+        lengths = mask.sum(axis=1)
+        assert len(rows) <= BATCH_SIZE and ids.shape == mask.shape == (len(rows), lengths.max())
+        assert lengths.max() <= lengths.min() * SPREAD + 2
+        seen += rows
+    assert sorted(seen) == list(range(len(texts)))

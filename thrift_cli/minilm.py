@@ -23,8 +23,9 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
 # sentence_bert_config.json: max_seq_length 256 (longer text is truncated, as in ST).
 MAX_TOKENS = 256
-# Texts are sorted by length and embedded in batches of this many, padded to the longest.
+# Texts are sorted by length and embedded in batches of at most this many, padded to the longest.
 BATCH_SIZE = 32
+SPREAD = 1.25  # the longest text of a batch, at most this times its shortest (+2 tokens)
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
@@ -69,14 +70,18 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 def padded_batches(
     tokenizer: Any, texts: Sequence[str]
 ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
-    """Tokenize texts, sort them by length and pad them in batches of BATCH_SIZE: yields
-    (positions in `texts`, token ids, attention mask), both (batch, longest) int64."""
+    """Tokenize texts, sort them by length and pad them in batches of at most BATCH_SIZE
+    whose longest text is at most SPREAD times (plus 2 tokens) their shortest: yields
+    (positions in `texts`, token ids, attention mask), both (batch, longest) int64.
+
+    Padding is masked, so it changes no vector, but it costs as much as real tokens: cut
+    by count alone, a batch of Quora questions was 1.8 padded tokens for each real one,
+    and embedding it took 5.7 ms a text instead of 3.4 ms."""
     if not texts:
         return
     encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
     order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-    for start in range(0, len(order), BATCH_SIZE):
-        rows = order[start : start + BATCH_SIZE]
+    for rows in _similar_lengths(order, [len(e.ids) for e in encodings]):
         ids = np.zeros((len(rows), max(len(encodings[i].ids) for i in rows)), dtype=np.int64)
         mask = np.zeros_like(ids)
         for row, i in enumerate(rows):
@@ -84,6 +89,17 @@ def padded_batches(
             ids[row, :n] = encodings[i].ids
             mask[row, :n] = 1
         yield rows, ids, mask
+
+
+def _similar_lengths(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= BATCH_SIZE or lengths[i] > lengths[batch[0]] * SPREAD + 2):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

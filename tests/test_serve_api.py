@@ -205,6 +205,8 @@ def test_metrics_count_what_the_key_asked(client: TestClient) -> None:
     assert m["stats"]["entries"]["total"] == 1
     assert m["cost_saved"] == m["stats"]["money_saved"]["usd"] > 0
     assert [r["question"] for r in m["recent"]][:1] == [UNRELATED]
+    assert m["top_queries"][0]["query"] == QUESTION and m["top_queries"][0]["hits"] == 3
+    assert m["top_queries"][0]["last_hit"].endswith("s ago")
     assert sum(m["timeline"]["lookups"]) == 4 and sum(m["timeline"]["hits"]) == 3
     assert client.get("/metrics?since=1h", headers=who).json()["total_queries"] == 4
     assert client.get("/metrics?namespace=other", headers=who).json()["total_queries"] == 0

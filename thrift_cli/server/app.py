@@ -174,9 +174,10 @@ def create_app(
         since: Annotated[str | None, Query(max_length=64, description="90, 15m, 1h, 7d or a date")] = None,
         namespace: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
     ) -> dict[str, Any]:
-        """ThriftLM's figures (hit_rate, tokens_saved, cost_saved, total_queries) for the
-        key's cache, and thrift's: `stats` is what `thrift stats --json` prints for the
-        same file, `timeline` the hit rate over time, `recent` the latest lookups."""
+        """ThriftLM's figures (hit_rate, tokens_saved, cost_saved, total_queries, and its
+        dashboard's top_queries) for the key's cache, and thrift's: `stats` is what
+        `thrift stats --json` prints for the same file, `timeline` the hit rate over time,
+        `recent` the latest lookups."""
         who = authenticate(presented)
         engine.flush(who)
         return _metrics(engine.home_of(who), since, namespace)
@@ -318,10 +319,29 @@ def _metrics(home: Path, since: str | None, namespace: str | None) -> dict[str, 
         "cost_saved": figures["money_saved"]["usd"],
         "total_queries": figures["lookups"],
         "total_hits": figures["hits"],
+        # ThriftLM's dashboard field: the top questions, its names, "5m ago" included.
+        "top_queries": [
+            {
+                "query": q["question"],
+                "hits": q["hits"],
+                "last_hit_at": q["last_hit_at"],
+                "last_hit": _ago(now - q["last_hit_at"]) if q["last_hit_at"] is not None else "—",
+            }
+            for q in figures["top_questions"][:5]
+        ],
         "stats": figures,
         "timeline": timeline,
         "recent": recent,
     }
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
 
 
 class BodyLimit:

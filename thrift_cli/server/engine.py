@@ -8,8 +8,10 @@ The concurrency model (measured by scripts/bench_serve.py):
   copy of the vectors in memory, so lookups are spread over the cores and never queue on
   one connection.
 - **Threads.** In a process, each request runs on the thread pool (FastAPI's `def`
-  routes). A tenant's store is one connection behind a lock (store.py), held only for the
-  sub-millisecond reads and writes; the model, the HTTP and the JSON run outside it.
+  routes). Each thread does its exact lookups on a connection of its own. The semantic
+  search uses the store's connection, whose lock (store.py) it holds only to bring the
+  vectors in memory up to date and to read its candidates back: the scan of the vectors,
+  the model, the HTTP and the JSON run outside it.
 - **Threads for the maths.** The cores are shared out among the workers: with two workers
   on two cores, the model and numpy's BLAS get one thread each in each worker. Left at
   their defaults (two each, in each worker) they fight over the cores: a 10,000-vector
@@ -178,20 +180,42 @@ class EventWriter:
         self._store.close()
 
 
-class _Recorded:
-    """A tenant's store whose lookups are recorded by its EventWriter; all else is the store's."""
+class _Served:
+    """A tenant's store as the requests use it: each thread's exact lookups on a
+    connection of its own (WAL readers never wait for one another, nor for the search's
+    lock on the store's connection), the events through the EventWriter; all else is the
+    store's."""
 
     def __init__(self, store: SQLiteStore, writer: EventWriter) -> None:
         self._store, self.writer = store, writer
+        self._own = threading.local()
+        self._readers: list[SQLiteStore] = []
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+    def lookup(self, question_hash: str, now: float) -> CacheEntry | None:
+        reader = getattr(self._own, "reader", None)
+        if reader is None:
+            from thrift_cli.store import SQLiteStore
+
+            reader = self._own.reader = SQLiteStore(self._store.path)
+            with self._lock:
+                self._readers.append(reader)
+        return reader.lookup(question_hash, now)
 
     def record(self, event: Event) -> None:
         self.writer.put(None, event)
 
     def record_hit(self, entry: CacheEntry, event: Event) -> None:
         self.writer.put(entry, event)
+
+    def close_readers(self) -> None:
+        with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
 
 class Engine:
@@ -218,6 +242,7 @@ class Engine:
         self._lock = threading.Lock()
         self._stores: dict[str | None, SQLiteStore] = {}
         self._writers: dict[str | None, EventWriter] = {}
+        self._served: dict[str | None, _Served] = {}
         self._shared: dict[str | None, list[Tier]] = {}
         self._caches: dict[tuple[str | None, str], SemanticCache] = {}
         self.min_similarity = float(config.value("min_similarity", home=home))
@@ -320,7 +345,9 @@ class Engine:
             return cache
         store = self.store_of(who)
         embedder, scrubber = self.embedder, self.scrubber
-        recorded = cast("Tier", _Recorded(store, self._writers[who.tenant]))
+        served = self._served.get(who.tenant)
+        if served is None:
+            served = self._served.setdefault(who.tenant, _Served(store, self._writers[who.tenant]))
         with self._lock:
             cache = self._caches.get(key)
             if cache is None:
@@ -329,7 +356,7 @@ class Engine:
                     namespace,
                     self.home_of(who),
                     ttl=self.ttl,
-                    tier=recorded,
+                    tier=cast("Tier", served),
                     shared=self._shared_tiers(who),
                     embedder=embedder,
                     scrub=scrubber if scrubber is not None else False,
@@ -340,6 +367,9 @@ class Engine:
         with self._lock:
             for writer in self._writers.values():
                 writer.close()
+            for served in self._served.values():
+                served.close_readers()
+            self._served.clear()
             for store in self._stores.values():
                 store.close()
             self._writers.clear()

@@ -73,6 +73,7 @@ def test_health_and_the_openapi_document_need_no_key(client: TestClient) -> None
         ("POST", "/forget", {"query": QUESTION}),
         ("GET", "/metrics", None),
         ("POST", "/keys", {"email": "a@example.com"}),
+        ("POST", "/keys/revoke", {"key": "sc_whatever"}),
     ],
 )
 def test_every_endpoint_but_health_needs_a_key_of_this_server(
@@ -104,6 +105,24 @@ def test_a_key_is_accepted_in_the_header_as_bearer_or_in_the_body(client: TestCl
         "/lookup", json={"query": QUESTION, "api_key": "other"}, headers={"X-API-Key": key}
     )
     assert differing.status_code == 401 and "differ" in differing.json()["detail"]
+
+
+def test_the_admin_key_revokes_a_key_and_it_stops_working(client: TestClient) -> None:
+    tenant = new_tenant(client)
+    who = key_header(tenant)
+    assert client.post("/lookup", json={"query": QUESTION}, headers=who).status_code == 200
+    refused = client.post("/keys/revoke", json={"key": tenant["api_key"]}, headers=who)
+    assert refused.status_code == 403
+    assert client.post("/keys/revoke", json={"key": tenant["api_key"]}, headers=ADMIN).json() == {
+        "revoked": True
+    }
+    assert client.post("/lookup", json={"query": QUESTION}, headers=who).status_code == 401
+    assert client.post("/keys/revoke", json={"key": tenant["api_key"]}, headers=ADMIN).json() == {
+        "revoked": False
+    }
+    assert client.post("/keys/revoke", json={"key": "sc_never-made"}, headers=ADMIN).json() == {
+        "revoked": False
+    }
 
 
 def test_only_the_admin_key_creates_keys(client: TestClient) -> None:

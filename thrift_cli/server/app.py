@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 ADMIN_DIGEST_VAR = "THRIFT_SERVE_ADMIN_DIGEST"  # sha256 hex of the admin key, for the workers
 BATCH_VAR = "THRIFT_SERVE_BATCH"  # "0": the bench's baseline, one request at a time, no batching
 RECENT = 20
-JSON_ROUTES = frozenset({"/lookup", "/store", "/forget", "/keys"})  # POST, with a JSON body
+JSON_ROUTES = frozenset({"/lookup", "/store", "/forget", "/keys", "/keys/revoke"})  # POST, with a JSON body
 
 _header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key of this server.")
 _bearer = HTTPBearer(auto_error=False, description="The same key as `Authorization: Bearer KEY`.")
@@ -192,6 +192,14 @@ def create_app(
             raise HTTPException(403, "only the admin key (thrift serve --api-key) creates keys")
         key, tenant = keys.create(body.email, body.tenant)
         return schemas.KeyResponse(api_key=key, tenant=tenant)
+
+    @app.post("/keys/revoke", response_model=schemas.RevokeResponse, tags=["keys"], responses=admin_only)
+    def revoke_key(body: schemas.RevokeRequest, presented: Auth) -> schemas.RevokeResponse:
+        """Revoke a tenant key at once in this worker, within 5 s in the others. Admin key only."""
+        who = authenticate(presented, body.api_key)
+        if not who.admin:
+            raise HTTPException(403, "only the admin key (thrift serve --api-key) revokes keys")
+        return schemas.RevokeResponse(revoked=keys.revoke(body.key))
 
     @app.exception_handler(UsageError)
     def usage_error(_request: Request, exc: UsageError) -> JSONResponse:

@@ -128,7 +128,14 @@ class Keys:
         return key, tenant
 
     def revoke(self, key: str) -> bool:
+        """Revoke `key`; True if it was a key and was not revoked yet. Other worker
+        processes trust what they know for KNOWN_FOR_S more."""
         presented = digest(key)
+        if self.remote is not None:
+            revoked = self.remote.revoke_key(key)
+            with self._lock:
+                self._known.pop(presented, None)
+            return revoked
         with self._lock:
             cur = self._connection().execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL",

@@ -68,6 +68,18 @@ class Remote:
             key = remote_db.create_key(conn, email, tenant)
         return key, tenant or remote_db.tenant_of_key(key)
 
+    def revoke_key(self, key: str) -> bool:
+        from thrift_cli import remote_db
+        from thrift_cli.errors import UsageError
+
+        if self.rest_key is not None:
+            raise UsageError(
+                "over Supabase's REST API keys cannot be revoked here: run thrift remote key revoke "
+                "where database_url is set"
+            )
+        with remote_db.connect(self.url) as conn:
+            return remote_db.revoke_key(conn, key)
+
     def tier(self, key: str, timeout: float) -> Any:
         from thrift_cli.tiers.remote import RemoteTier
 

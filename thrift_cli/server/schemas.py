@@ -84,6 +84,17 @@ class KeyRequest(Strict):
     api_key: ApiKey | None = None
 
 
+class RevokeRequest(Strict):
+    """The key to revoke (`key`: `api_key` is, as everywhere, the caller's own)."""
+
+    key: ApiKey
+    api_key: ApiKey | None = None
+
+
+class RevokeResponse(BaseModel):
+    revoked: bool  # false: no such key, or revoked already
+
+
 class LookupResponse(BaseModel):
     """ThriftLM's `{"response": ...}` (null on a miss), and how the answer was found."""
 

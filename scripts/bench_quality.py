@@ -18,11 +18,20 @@ measures the lookup path `thrift ask` uses, guards included:
 Operating points: thrift's default, thrift's knobs swept, and the plain rule every peer
 uses (cosine >= threshold, no guards) at 0.82 and 0.85 (ThriftLM's recommendation and
 default) and beyond.
+
+`--protocol pair` (issue 14) measures where the labels are complete: each labeled pair
+alone, its first text stored in an empty cache (`tier=MemoryTier()`) and its second looked
+up through the same API. A hit on a pair labeled 1 is right, on a pair labeled 0 wrong,
+so precision has no ceiling below 1. Pairs whose texts are the same question (exact) are
+skipped. Its rows are split for good: a pair whose normalized texts hash to 0 mod 5 is in
+the validation split (20%), never used to tune anything; the rest is the tuning split.
+Each is reported on its own. `--protocol both` runs the two protocols.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -31,9 +40,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from thrift_cli import SemanticCache, guards
 from thrift_cli.cache import DEFAULT_MIN_SIMILARITY, Query
 from thrift_cli.keys import normalize
+from thrift_cli.tiers.memory import MemoryTier
 
 NAMESPACE = "bench"
 
@@ -246,6 +258,128 @@ def _embed_p50(cache: SemanticCache, texts: list[str]) -> float:
     return statistics.median(timings) if timings else 0.0
 
 
+# -- the pair protocol ------------------------------------------------------------------
+
+
+SPLITS = ("tune", "validation")
+
+
+def split_of(first: str, second: str) -> str:
+    """The pair's split, for good: by a hash of its normalized texts (20% validation)."""
+    digest = hashlib.blake2b(f"{normalize(first)}\t{normalize(second)}".encode(), digest_size=8).digest()
+    return "validation" if int.from_bytes(digest, "big") % 5 == 0 else "tune"
+
+
+class Known:
+    """An embedder of a fixed set of texts, each embedded once, in batches, by `inner`."""
+
+    def __init__(self, inner: object, texts: list[str]) -> None:
+        self.name, self.dim = inner.name, inner.dim  # type: ignore[attr-defined]
+        unique = list(dict.fromkeys(texts))
+        started = time.perf_counter()
+        vectors = inner.embed(unique)  # type: ignore[attr-defined]
+        self.ms_per_text = (time.perf_counter() - started) * 1000 / max(len(unique), 1)
+        self._vectors = dict(zip(unique, vectors, strict=True))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._vectors[t] for t in texts])
+
+
+@dataclass
+class PairResult:
+    file: str
+    split: str
+    pairs: int
+    skipped_exact: int
+    positives: int
+    point: str
+    min_similarity: float
+    guards: bool
+    hits: int
+    right: int
+    wrong: int
+    precision: float
+    recall: float
+    f1: float
+    p50_lookup_ms: float
+
+
+def pair_points() -> list[Point]:
+    """The cache protocol's points but the label oracle (pair labels are complete)."""
+    return [p for p in operating_points() if not p.label_oracle]
+
+
+def evaluate_pairs(path: Path, limit: int | None, points: list[Point]) -> list[PairResult]:
+    from thrift_cli.embed import default_embedder
+
+    rows = load_pairs(path, limit)
+    kept = [
+        (a.strip(), b.strip(), y)
+        for a, b, y in rows
+        if a.strip() and b.strip() and normalize(a) != normalize(b)
+    ]
+    known = Known(default_embedder(warm=True), [t for a, b, _ in kept for t in (a, b)])
+    results = []
+    for split in SPLITS:
+        pairs = [(a, b, y) for a, b, y in kept if split_of(a, b) == split]
+        skipped = sum(1 for a, b, _ in rows if split_of(a.strip(), b.strip()) == split) - len(pairs)
+        positives = sum(y for _, _, y in pairs)
+        for point in points:
+            hits = right = 0
+            latencies = []
+            for first, second, label in pairs:
+                cache = SemanticCache(
+                    point.min_similarity,
+                    NAMESPACE,
+                    tier=MemoryTier(),
+                    shared=(),
+                    embedder=known,  # type: ignore[arg-type]
+                    guards=point.guards,
+                    scrub=False,
+                )
+                cache.store(first, "the answer")
+                started = time.perf_counter()
+                look = cache.explain(second)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if look.hit is not None:
+                    hits += 1
+                    right += label
+            wrong = hits - right
+            precision = right / hits if hits else 0.0
+            recall = right / positives if positives else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            results.append(
+                PairResult(
+                    path.name,
+                    split,
+                    len(pairs),
+                    skipped,
+                    positives,
+                    point.name,
+                    point.min_similarity,
+                    point.guards,
+                    hits,
+                    right,
+                    wrong,
+                    precision,
+                    recall,
+                    f1,
+                    statistics.median(latencies) if latencies else 0.0,
+                )
+            )
+    return results
+
+
+def print_pair_table(results: list[PairResult]) -> None:
+    print("| data | split | pairs (label 1) | operating point | precision | recall | F1 | wrong hits |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.file} | {r.split} | {r.pairs} ({r.positives}) | {r.point} | {r.precision:.3f} "
+            f"| {r.recall:.3f} | {r.f1:.3f} | {r.wrong} |"
+        )
+
+
 def print_table(results: list[Result]) -> None:
     columns = ["data", "rows", "operating point", "recall", "wrong-hit rate", "precision", "F1", "hit rate"]
     print("| " + " | ".join([*columns, "p50 lookup ms"]) + " |")
@@ -270,17 +404,31 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="use the first N rows of each file")
     parser.add_argument("--json", action="store_true", help="one JSON object per result line")
     parser.add_argument("--dump", type=Path, help="append every hit (query, match, verdict) to this JSONL")
+    parser.add_argument(
+        "--protocol", choices=("cache", "pair", "both"), default="cache", help="see above (default: cache)"
+    )
     args = parser.parse_args()
-    results = []
+    results: list[Result] = []
+    pair_results: list[PairResult] = []
     for path in args.files:
         started = time.time()
-        results += evaluate(path, args.limit, operating_points(), args.dump)
+        if args.protocol in ("cache", "both"):
+            results += evaluate(path, args.limit, operating_points(), args.dump)
+        if args.protocol in ("pair", "both"):
+            pair_results += evaluate_pairs(path, args.limit, pair_points())
         print(f"# {path.name}: {time.time() - started:.0f} s", file=sys.stderr)
     if args.json:
         for r in results:
-            print(json.dumps(asdict(r)))
-    else:
+            print(json.dumps({"protocol": "cache", **asdict(r)}))
+        for p in pair_results:
+            print(json.dumps({"protocol": "pair", **asdict(p)}))
+        return 0
+    if results:
         print_table(results)
+    if pair_results:
+        if results:
+            print()
+        print_pair_table(pair_results)
     return 0
 
 

@@ -45,3 +45,58 @@ def test_protocol_counts_and_metrics(tmp_path):
     assert thrift["precision"] == 1.0 and thrift["f1"] == 1.0
     oracle = results["label oracle: cosine >= 0.85, pairs labeled 0 vetoed"]
     assert oracle["wrong"] == 0
+
+
+def test_the_pair_protocol_judges_each_pair_alone(tmp_path):
+    data = tmp_path / "pairs.tsv"
+    data.write_text("question1\tquestion2\tis_duplicate\n" + "".join(f"{a}\t{b}\t{y}\n" for a, b, y in ROWS))
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(data), "--json", "--protocol", "pair"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {r["protocol"] for r in lines} == {"pair"} and {r["split"] for r in lines} == {
+        "tune",
+        "validation",
+    }
+
+    def total(point: str) -> dict[str, int]:
+        rows = [r for r in lines if r["point"] == point]
+        return {
+            k: sum(r[k] for r in rows)
+            for k in ("pairs", "skipped_exact", "positives", "hits", "right", "wrong")
+        }
+
+    # the exact pair is skipped; the swap is a wrong hit for the plain rule, vetoed by thrift
+    assert total("plain cosine >= 0.85") == {
+        "pairs": 3,
+        "skipped_exact": 1,
+        "positives": 1,
+        "hits": 2,
+        "right": 1,
+        "wrong": 1,
+    }
+    assert total("thrift default") == {
+        "pairs": 3,
+        "skipped_exact": 1,
+        "positives": 1,
+        "hits": 1,
+        "right": 1,
+        "wrong": 0,
+    }
+
+
+def test_the_validation_split_is_a_fixed_fifth_of_the_pairs():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from bench_quality import load_pairs, split_of
+    from conftest import shared_data
+
+    rows = load_pairs(shared_data() / "qqp_dev_sample.tsv", None)
+    splits = [split_of(a, b) for a, b, _ in rows]
+    assert 0.19 < splits.count("validation") / len(rows) < 0.21
+    assert split_of("What is X?", "what is x") == split_of(
+        " what is  X? ", "What is x?"
+    )  # by normalized text

@@ -82,7 +82,9 @@ def load_pairs(path: Path, limit: int | None) -> list[tuple[str, str, int]]:
                 rows.append((record["origin"], record["similar"], 1))
         else:
             header = f.readline().rstrip("\n").split("\t")
-            if "question1" in header:
+            if "first" in header:  # tests/data/swaps.tsv: first, second, label, kind
+                a, b, label = header.index("first"), header.index("second"), header.index("label")
+            elif "question1" in header:
                 a, b, label = (
                     header.index("question1"),
                     header.index("question2"),
@@ -309,7 +311,9 @@ def pair_points() -> list[Point]:
     return [p for p in operating_points() if not p.label_oracle]
 
 
-def evaluate_pairs(path: Path, limit: int | None, points: list[Point]) -> list[PairResult]:
+def evaluate_pairs(
+    path: Path, limit: int | None, points: list[Point], *, split: bool = True
+) -> list[PairResult]:
     from thrift_cli.embed import default_embedder
 
     rows = load_pairs(path, limit)
@@ -320,9 +324,13 @@ def evaluate_pairs(path: Path, limit: int | None, points: list[Point]) -> list[P
     ]
     known = Known(default_embedder(warm=True), [t for a, b, _ in kept for t in (a, b)])
     results = []
-    for split in SPLITS:
-        pairs = [(a, b, y) for a, b, y in kept if split_of(a, b) == split]
-        skipped = sum(1 for a, b, _ in rows if split_of(a.strip(), b.strip()) == split) - len(pairs)
+    for part in SPLITS if split else ("all",):
+
+        def within(a: str, b: str, part: str = part) -> bool:
+            return part == "all" or split_of(a, b) == part
+
+        pairs = [(a, b, y) for a, b, y in kept if within(a, b)]
+        skipped = sum(1 for a, b, _ in rows if within(a.strip(), b.strip())) - len(pairs)
         positives = sum(y for _, _, y in pairs)
         for point in points:
             hits = right = 0
@@ -351,7 +359,7 @@ def evaluate_pairs(path: Path, limit: int | None, points: list[Point]) -> list[P
             results.append(
                 PairResult(
                     path.name,
-                    split,
+                    part,
                     len(pairs),
                     skipped,
                     positives,
@@ -407,6 +415,9 @@ def main() -> int:
     parser.add_argument(
         "--protocol", choices=("cache", "pair", "both"), default="cache", help="see above (default: cache)"
     )
+    parser.add_argument(
+        "--no-split", action="store_true", help="pair protocol: one table of all pairs (a file of your own)"
+    )
     args = parser.parse_args()
     results: list[Result] = []
     pair_results: list[PairResult] = []
@@ -415,7 +426,7 @@ def main() -> int:
         if args.protocol in ("cache", "both"):
             results += evaluate(path, args.limit, operating_points(), args.dump)
         if args.protocol in ("pair", "both"):
-            pair_results += evaluate_pairs(path, args.limit, pair_points())
+            pair_results += evaluate_pairs(path, args.limit, pair_points(), split=not args.no_split)
         print(f"# {path.name}: {time.time() - started:.0f} s", file=sys.stderr)
     if args.json:
         for r in results:

@@ -22,7 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_servers import ADMIN_KEY, ServeServer, thrift_argv
 
-from thrift_cli.server.app import admin_digest, create_app
+from thrift_cli.server.app import create_app
+from thrift_cli.server.auth import digest as admin_digest
 from thrift_cli.server.engine import BatchingEmbedder, Engine
 
 ADMIN = {"X-API-Key": ADMIN_KEY}

@@ -13,7 +13,8 @@ from serve_servers import ADMIN_KEY
 from test_sync import Remote, remote  # noqa: F401 (the fixture)
 
 from thrift_cli import remote_db
-from thrift_cli.server.app import admin_digest, create_app
+from thrift_cli.server.app import create_app
+from thrift_cli.server.auth import digest as admin_digest
 from thrift_cli.server.engine import Engine
 from thrift_cli.server.remote import Remote as ServeRemote
 

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from serve_servers import ADMIN_KEY
 
-from thrift_cli.server.app import admin_digest, create_app
+from thrift_cli.server.app import create_app
+from thrift_cli.server.auth import digest as admin_digest
 from thrift_cli.server.engine import Engine
 
 

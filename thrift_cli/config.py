@@ -155,7 +155,8 @@ def http_url(value: str, what: str) -> str:
     return value
 
 
-_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TENANT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # the remote's rule too (sql/postgres/0001)
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 def tenant(value: str, what: str) -> str:

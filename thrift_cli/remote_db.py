@@ -258,12 +258,17 @@ def tenant_of_key(key: str) -> str:
     return keys.api_key_namespace(key).replace(":", "-")
 
 
+def new_key() -> str:
+    """A new API key, `sc_...` as ThriftLM's: 256 random bits."""
+    return "sc_" + secrets.token_urlsafe(32)
+
+
 def create_key(conn: psycopg.Connection, email: str | None = None, tenant: str | None = None) -> str:
     """A new key (`sc_...`, as ThriftLM's), returned once; only its hash is stored. A new
     key gets its own tenant unless `tenant` names one to share (a team's second key)."""
     import psycopg
 
-    key = "sc_" + secrets.token_urlsafe(32)
+    key = new_key()
     try:
         conn.execute(
             "INSERT INTO api_keys (key_hash, tenant, email) VALUES (%s, %s, %s)",

@@ -241,10 +241,6 @@ def _remote(home: Path) -> Remote | None:
     return Remote(*where)
 
 
-def admin_digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
 _LOOKUPS = ("TextLookup", "VectorLookup")
 
 

@@ -16,10 +16,7 @@ with `hmac.compare_digest`, so no comparison time depends on how much of a key i
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,24 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from thrift_cli import db
+from thrift_cli.remote_db import key_hash as digest
+from thrift_cli.remote_db import new_key, tenant_of_key
 
 if TYPE_CHECKING:
     from thrift_cli.server.remote import Remote
 
-KEY_PREFIX = "sc_"  # ThriftLM's keys look like this too
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the remote's rule (sql/postgres/0001)
 ADMIN = None  # Principal.tenant of the admin key
 # A known key is trusted this long before its row is read again (a key revoked in another
 # worker process stops working within this time).
 KNOWN_FOR_S = 5.0
-
-
-def digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -119,7 +108,7 @@ class Keys:
         if self.remote is not None:
             return self.remote.create_key(email, tenant)
         key = new_key()
-        tenant = tenant or "t-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        tenant = tenant or tenant_of_key(key)  # as the remote and the CLI name it (tiers.tenant)
         with self._lock:
             self._connection().execute(
                 "INSERT INTO api_keys (key_hash, tenant, email, created_at) VALUES (?, ?, ?, ?)",

@@ -36,8 +36,8 @@ def run(
     batch: bool = True,
 ) -> int:
     from thrift_cli.home import thrift_home
-    from thrift_cli.server.app import ADMIN_DIGEST_VAR, BATCH_VAR, admin_digest
-    from thrift_cli.server.auth import new_key
+    from thrift_cli.server.app import ADMIN_DIGEST_VAR, BATCH_VAR
+    from thrift_cli.server.auth import digest, new_key
     from thrift_cli.server.engine import THREADS_VAR
 
     config.check_environment()
@@ -57,7 +57,7 @@ def run(
 
     home = thrift_home()
     os.environ["THRIFT_HOME"] = str(home)
-    os.environ[ADMIN_DIGEST_VAR] = admin_digest(key).hex()
+    os.environ[ADMIN_DIGEST_VAR] = digest(key).hex()
     os.environ[BATCH_VAR] = "1" if batch else "0"
     # The cores shared out among the workers (engine.py); numpy reads this at its import,
     # which happens in each worker, after this.

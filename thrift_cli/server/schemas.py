@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from thrift_cli.config import TENANT_PATTERN
+
 DIM = 384  # all-MiniLM-L6-v2, the only model a thrift cache holds
 MAX_BODY_BYTES = 1024 * 1024  # the whole request body, checked before it is parsed
 MAX_QUERY_CHARS = 32 * 1024
@@ -80,7 +82,7 @@ class KeyRequest(Strict):
     email: (
         Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None
     ) = None
-    tenant: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
+    tenant: Annotated[str, StringConstraints(pattern=rf"^{TENANT_PATTERN}$")] | None = None
     api_key: ApiKey | None = None
 
 

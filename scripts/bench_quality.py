@@ -201,9 +201,7 @@ def evaluate(path: Path, limit: int | None, points: list[Point], dump: Path | No
                         }
                     )
             positives = sum(label for _, label in queries)
-            recall = correct_pos / positives if positives else 0.0
-            precision = correct / hits if hits else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            precision, recall, f1 = scores(correct, correct_pos, hits, positives)
             results.append(
                 Result(
                     path.name,
@@ -234,6 +232,15 @@ def evaluate(path: Path, limit: int | None, points: list[Point], dump: Path | No
             for record in records:
                 f.write(json.dumps({"file": path.name, **record}) + "\n")
     return results
+
+
+def scores(right: int, found: int, hits: int, positives: int) -> tuple[float, float, float]:
+    """(precision, recall, F1): `right` of `hits` hits right, `found` of `positives`
+    labeled duplicates found."""
+    precision = right / hits if hits else 0.0
+    recall = found / positives if positives else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
 
 
 def _guard_p50(cache: SemanticCache, queries: list[Query]) -> float:
@@ -353,9 +360,7 @@ def evaluate_pairs(
                     hits += 1
                     right += label
             wrong = hits - right
-            precision = right / hits if hits else 0.0
-            recall = right / positives if positives else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            precision, recall, f1 = scores(right, right, hits, positives)
             results.append(
                 PairResult(
                     path.name,

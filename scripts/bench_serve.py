@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from loopback import HOST, free_port  # noqa: E402
+from loopback import HOST  # noqa: E402
+from serve_servers import ServeServer  # noqa: E402
 
 KEY = "bench-admin-key-0123456789abcdef"
 DATA = ROOT.parent / "shared" / "data" / "qqp_dev_sample.tsv"
@@ -164,54 +164,31 @@ def percentiles(values: list[float]) -> dict:
     }
 
 
-def serve(home: Path, workers: int, batch: bool) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "thrift_cli",
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-browser",
-        "--api-key",
-        KEY,
-        "--workers",
-        str(workers),
-    ]
-    if not batch:
-        argv.append("--serial")
-    env = {**os.environ, "THRIFT_HOME": str(home), "THRIFT_SCRUB": "false", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
+def serve(home: Path, workers: int, batch: bool) -> ServeServer:
+    """A real `thrift serve` (tests/serve_servers.py), warmed up."""
+    server = ServeServer.start(
+        home,
+        key=KEY,
+        workers=workers,
+        extra=() if batch else ("--serial",),
+        env={"THRIFT_SCRUB": "false", "PYTHONPATH": str(ROOT)},
+    )
     # Every worker loads its model and vectors on its first lookups: ask until all have.
     warm = json.dumps({"query": "warm up the model and the vectors"}).encode()
     for _ in range(20 * workers):
         req = urllib.request.Request(
-            f"http://{HOST}:{port}/lookup",
+            f"{server.url}/lookup",
             data=warm,
             method="POST",
             headers={"X-API-Key": KEY, "Content-Type": "application/json"},
         )
         urllib.request.urlopen(req, timeout=30).read()
-    return proc, port
+    return server
 
 
 def measure(home: Path, bodies: list[bytes], clients: int, seconds: float, workers: int, batch: bool) -> dict:
-    proc, port = serve(home, workers, batch)
-    try:
-        result = asyncio.run(load(port, bodies, clients, seconds))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serve(home, workers, batch) as server:
+        result = asyncio.run(load(server.port, bodies, clients, seconds))
     return {"workers": workers, "batch": batch, **result}
 
 

@@ -609,7 +609,7 @@ def serve(
 
     Example: thrift serve --api-key "$KEY" --no-browser
 
-    GET / is the dashboard; POST /lookup, /store, /forget, /keys and /keys/revoke, GET /metrics and /health are the API, documented at /docs (OpenAPI at /openapi.json). Every endpoint but / and /health needs a key (X-API-Key, Authorization: Bearer, or api_key in the body). The admin key opens $THRIFT_HOME's own cache, the one thrift ask fills, and alone creates and revokes tenant keys (POST /keys, /keys/revoke); each tenant key opens its tenant's cache, a file of its own. It stops once the requests in flight are answered. Exit codes: 0 stopped with Ctrl+C, 143 by SIGTERM; 1 thrift's own error; 2 bad usage (a port in use, a bad option).
+    GET / is the dashboard; POST /lookup, /store, /forget, /keys and /keys/revoke, GET /metrics and /health are the API, documented at /docs (OpenAPI at /openapi.json). Every endpoint but / and /health needs a key (X-API-Key, Authorization: Bearer, or api_key in the body). The admin key opens $THRIFT_HOME's own cache, the one thrift ask fills, and alone creates and revokes tenant keys (POST /keys, /keys/revoke); each tenant key opens its tenant's cache, a file of its own. It stops once the requests in flight are answered. Exit codes: 0 stopped by Ctrl+C or SIGTERM (143 for SIGTERM with --workers 1, where uvicorn passes the signal on); 1 thrift's own error; 2 bad usage (a port in use, a bad option).
     """  # noqa: E501
     from thrift_cli.server.command import run
 

@@ -166,12 +166,16 @@ def cold_rows(n: int, runs: int, base: np.ndarray, baseline: bool = True) -> lis
             str(home / "baseline.npz"),
             str(home / "answers.json"),
         ]
-        for label, question in (("exact", QUESTION), ("semantic", PARAPHRASE)):
-            ours = timed_runs([*THRIFT, "ask", question, "--", *COMMAND], runs, env)
-            theirs = timed_runs([*base, question], max(3, runs // 4), env) if baseline else None
+        for label, question, flags in (
+            ("exact hit", QUESTION, []),
+            ("semantic hit", PARAPHRASE, []),
+            ("semantic hit without the verifier (--no-verify)", PARAPHRASE, ["--no-verify"]),
+        ):
+            ours = timed_runs([*THRIFT, "ask", *flags, question, "--", *COMMAND], runs, env)
+            theirs = timed_runs([*base, question], max(3, runs // 4), env) if baseline and not flags else None
             rows.append(
                 dict(
-                    what=f"cold `thrift ask` {label} hit, {n:,} entries, start to exit",
+                    what=f"cold `thrift ask` {label}, {n:,} entries, start to exit",
                     thrift=ours,
                     baseline=theirs,
                     unit="ms",
@@ -239,14 +243,18 @@ def warm_rows(n: int, runs: int, base: np.ndarray) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         matrix = fill(home, n, base)
-        cache = SemanticCache(home=home, namespace=command_namespace(COMMAND))
-        assert cache.explain(PARAPHRASE).hit is not None  # loads the model and the index
-        ours = []
-        for i in range(runs):
-            query = Query(cache, f"{PARAPHRASE} {i}")
-            started = time.perf_counter()
-            cache.explain(query)
-            ours.append((time.perf_counter() - started) * 1000)
+        ours = {}
+        for verify in (True, False):
+            cache = SemanticCache(home=home, namespace=command_namespace(COMMAND), verify=verify)
+            look = cache.explain(PARAPHRASE)  # loads the model, the index and the verifier
+            assert look.hit is not None and (look.verdict is not None) == verify
+            ours[verify] = []
+            for i in range(runs):
+                query = Query(cache, f"{PARAPHRASE} {i}")
+                started = time.perf_counter()
+                cache.explain(query)
+                ours[verify].append((time.perf_counter() - started) * 1000)
+            cache.close()
         from sentence_transformers import SentenceTransformer
 
         from thrift_cli.minilm import model_dir
@@ -260,11 +268,17 @@ def warm_rows(n: int, runs: int, base: np.ndarray) -> list[dict]:
             theirs.append((time.perf_counter() - started) * 1000)
     return [
         dict(
-            what=f"warm lookup through the Python API (embed + search), {n:,} entries",
-            thrift=statistics.median(ours),
+            what=f"warm lookup through the Python API (embed + search + verifier), {n:,} entries",
+            thrift=statistics.median(ours[True]),
             baseline=statistics.median(theirs),
             unit="ms",
-        )
+        ),
+        dict(
+            what=f"warm lookup without the verifier (verify=False), {n:,} entries",
+            thrift=statistics.median(ours[False]),
+            baseline=statistics.median(theirs),
+            unit="ms",
+        ),
     ]
 
 

@@ -89,14 +89,22 @@ def test_the_pair_protocol_judges_each_pair_alone(tmp_path):
     }
 
 
-def test_the_validation_split_is_a_fixed_fifth_of_the_pairs():
+def test_the_validation_split_is_a_fifth_of_the_pairs_and_shares_no_text():
     sys.path.insert(0, str(SCRIPT.parent))
-    from bench_quality import load_pairs, split_of
+    from bench_quality import Splits, load_pairs
     from conftest import shared_data
 
-    rows = load_pairs(shared_data() / "qqp_dev_sample.tsv", None)
-    splits = [split_of(a, b) for a, b, _ in rows]
-    assert 0.19 < splits.count("validation") / len(rows) < 0.21
-    assert split_of("What is X?", "what is x") == split_of(
-        " what is  X? ", "What is x?"
-    )  # by normalized text
+    from thrift_cli.keys import normalize
+
+    for name in ("qqp_dev_sample.tsv", "paws_wiki_dev.tsv"):
+        rows = load_pairs(shared_data() / name, None)
+        splits = Splits(rows)
+        parts = [splits.of(a, b) for a, b, _ in rows]
+        assert 0.15 < parts.count("validation") / len(rows) < 0.25, name
+        texts = {part: set() for part in ("tune", "validation")}
+        for (a, b, _), part in zip(rows, parts, strict=True):
+            texts[part].update((normalize(a), normalize(b)))
+        assert not texts["tune"] & texts["validation"], name
+        assert splits.of(*rows[0][:2]) == Splits(list(reversed(rows))).of(*rows[0][:2])  # not by order
+    few = Splits([("What is X?", "Define X", 1), ("Define X", "X means?", 0), ("What is Y?", "Y?", 1)])
+    assert few.of("what is  x", "Define X") == few.of("X means?", "Define X")  # one component

@@ -43,6 +43,7 @@ VALUES = {
     "redis_timeout": ("1.5", "1.5"),
     "tenant": ("team-a.prod", "team-a.prod"),
     "scrub": ("true", "true"),
+    "verify": ("false", "false"),
     "scrub_entities": ("EMAIL_ADDRESS,PERSON", "EMAIL_ADDRESS,PERSON"),
     "scrub_placeholder": ("[{type}]", "[{type}]"),
     "scrub_min_score": ("0.70", "0.7"),

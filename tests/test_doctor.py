@@ -581,12 +581,12 @@ def test_a_bad_config_still_checks_redis_from_its_good_lines(doctor, isolated_en
 @pytest.mark.parametrize(
     ("reply", "status", "said"),
     [
-        ({"ok": True, "version": 2, "thrift": "0.0.9"}, "warn", "but runs thrift 0.0.9, not "),
-        ({"ok": True, "version": 2}, "warn", "but runs an older thrift (its ping names no version)"),
+        ({"ok": True, "version": 3, "thrift": "0.0.9"}, "warn", "but runs thrift 0.0.9, not "),
+        ({"ok": True, "version": 3}, "warn", "but runs an older thrift (its ping names no version)"),
         (
-            {"ok": False, "version": 3, "error": "another thrift version"},
+            {"ok": False, "version": 4, "error": "another thrift version"},
             "fail",
-            "speaks protocol 3, this thrift 2",
+            "speaks protocol 4, this thrift 3",
         ),
     ],
     ids=["older thrift", "no version", "other protocol"],

@@ -98,7 +98,10 @@ def test_word_order_lets_pass(a, b):
 
 def test_veto_names_the_first_guard_that_fires():
     assert veto("Is Java faster than Python?", "Is Python faster than Java?") == "word-order"
-    assert veto("What is 2+2?", "What is 2+3?") == "numbers"
+    # Numbers, like negation, are left to the verifier by default (issue 14); both stay
+    # guards for a custom veto.
+    assert veto("What is 2+2?", "What is 2+3?") is None
+    assert guard(numbers_differ, "What is 2+2?", "What is 2+3?")
     assert veto("How do I learn to code quickly?", "How can I learn to code fast?") is None
     # Negation is measured and off by default (README, "Quality"): only a custom guard uses it.
     assert veto("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?") is None
@@ -120,7 +123,10 @@ def test_custom_guard():
     def no_cats(query: str, candidate: str) -> str | None:
         return "cats" if "cat" in query else None
 
-    cache = SemanticCache(min_similarity=0.3, tier=MemoryTier(), embedder=HashEmbedder(), guards=no_cats)
+    # verify=False: hashed words have no meaning for the verifier to read.
+    cache = SemanticCache(
+        min_similarity=0.3, tier=MemoryTier(), embedder=HashEmbedder(), guards=no_cats, verify=False
+    )
     cache.store("how do I feed a dog", "twice a day")
     assert cache.lookup("how do I feed a dog daily") is not None
     assert cache.explain("how do I feed a cat").vetoes[0].guard == "cats"

@@ -20,6 +20,7 @@ HEAVY = [
     "fastapi",
     "supabase",
     "thrift_cli.minilm",
+    "thrift_cli.verifier",
     "tokenizers",
     "onnxruntime",
     "onnx",

@@ -65,18 +65,18 @@ def test_a_paraphrase_is_found_through_the_hnsw_rpc(thrift, fake_llm, team):
 
 def test_the_guards_apply_to_remote_candidates(thrift, fake_llm, team):
     namespace = keys.command_namespace(fake_llm.command())
-    put_remote(team, namespace, "What was the population of France in 2019?", "67 million")
+    put_remote(team, namespace, "Is Java faster than Python?", "usually")
     ran = thrift(
         "ask",
         "--json",
         "--remote",
-        "What was the population of France in 2020?",
+        "Is Python faster than Java?",
         "--",
         *fake_llm.command(),
         env=team,
     )
     assert ran.code == 0 and ran.report["tier"] == "miss"
-    assert [v["guard"] for v in ran.report["vetoed"]] == ["numbers"]
+    assert [v["guard"] for v in ran.report["vetoed"]] == ["word-order"]
     assert len(fake_llm.calls) == 1
 
 

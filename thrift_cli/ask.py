@@ -52,6 +52,9 @@ class AskResult:
     not_stored_because: str | None = None
     answer_bytes: int = 0
     vetoed: list[dict[str, object]] = field(default_factory=list)  # candidates a guard refused
+    # The verifier's reading of the candidate: {"score", "threshold", "decision": serve | veto};
+    # None when it read none (an exact hit, no candidate above the floor, a guard's veto).
+    verifier: dict[str, object] | None = None
     error: str | None = None  # the `thrift:` line: an error, or a problem after the answer
 
 
@@ -290,6 +293,16 @@ def _looked(result: AskResult, look: Lookup) -> Lookup:
     result.vetoed = [
         {"question": v.question, "similarity": round(v.similarity, 4), "guard": v.guard} for v in look.vetoes
     ]
+    verdict = look.verdict
+    result.verifier = (
+        None
+        if verdict is None
+        else {
+            "score": verdict.score,
+            "threshold": verdict.threshold,
+            "decision": "serve" if verdict.served else "veto",
+        }
+    )
     return replace(look, latency_ms=result.lookup_ms)
 
 

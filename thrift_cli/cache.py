@@ -20,7 +20,7 @@ from thrift_cli import guards as guards_module
 from thrift_cli import keys, locks
 from thrift_cli.errors import StoreError, UsageError
 from thrift_cli.home import db_path
-from thrift_cli.models import CacheEntry, CacheHit, Candidate, Event, Lookup, Veto
+from thrift_cli.models import CacheEntry, CacheHit, Candidate, Event, Lookup, Verdict, Veto
 from thrift_cli.tiers.base import Tier
 
 if TYPE_CHECKING:
@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 
     from thrift_cli.embed import Embedder
     from thrift_cli.privacy import Scrubber
+    from thrift_cli.verifier import Verifier
 
-DEFAULT_MIN_SIMILARITY = 0.85
+# The cosine a candidate needs before the verifier reads it: chosen with the verifier on
+# its calibration pairs (thrift_cli/verifier/card.json, "floor"). Without the verifier the
+# cosine decides alone, and the default is issue 3's 0.85.
+DEFAULT_MIN_SIMILARITY = 0.70
+NO_VERIFIER_MIN_SIMILARITY = 0.85
 DEFAULT_NAMESPACE = "default"
 # How many nearest entries a search returns. Expired ones are dropped after the search,
 # so a few spares keep them from hiding a live entry; the nearest live one decides.
@@ -122,11 +127,11 @@ class SemanticCache:
         memory_index: bool = True,
         guards: bool | Callable[[str, str], str | None] = True,
         scrub: bool | Scrubber | None = None,
+        verify: bool | Verifier | None = None,
     ) -> None:
         if min_similarity is not None and threshold is not None and min_similarity != threshold:
             raise UsageError("min_similarity and threshold are the same setting; pass one")
         chosen = min_similarity if min_similarity is not None else threshold
-        self.min_similarity = check_min_similarity(DEFAULT_MIN_SIMILARITY if chosen is None else chosen)
         if namespace is not None and (not isinstance(namespace, str) or not namespace.strip()):
             raise UsageError(f"the namespace must be a non-empty string, got {namespace!r}")
         self.namespace = namespace or (keys.api_key_namespace(api_key) if api_key else DEFAULT_NAMESPACE)
@@ -151,6 +156,17 @@ class SemanticCache:
         # False-hit guards (thrift_cli/guards.py), or your own veto(query, candidate) -> name.
         self.guards = bool(guards)
         self._veto = guards if callable(guards) else guards_module.veto
+        # The verifier (thrift_cli/verifier/) reads a candidate that passed the guards with
+        # the query; None follows the `verify` setting. It loads on the first candidate.
+        if verify is None:
+            from thrift_cli import config
+
+            verify = bool(config.value("verify", home=self._home))
+        self.verify = bool(verify)
+        self._verifier: Verifier | None = None if isinstance(verify, bool) else verify
+        if chosen is None:
+            chosen = DEFAULT_MIN_SIMILARITY if self.verify else NO_VERIFIER_MIN_SIMILARITY
+        self.min_similarity = check_min_similarity(chosen)
         self._embedder = embedder
         self._model_checked = False
         # PII scrubbing of stored answers (privacy.py): None follows the `scrub` settings.
@@ -206,57 +222,86 @@ class SemanticCache:
         self.record(look, outcome=None if look.hit else "lookup")
         return look.hit
 
-    def explain(self, question: str | Query, *, min_similarity: float | None = None) -> Lookup:
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            from thrift_cli import verifier
+
+            self._verifier = verifier.shared()
+        return self._verifier
+
+    def explain(
+        self, question: str | Query, *, min_similarity: float | None = None, verify: bool | None = None
+    ) -> Lookup:
         """Look up without recording: the hit, or the best candidate that fell short.
         Each tier is asked by exact key, then (if it can) for paraphrases; the first hit
-        ends the lookup."""
+        ends the lookup. `verify` overrides the cache's for this lookup."""
         query = question if isinstance(question, Query) else self.query(question)
         floor = self.min_similarity if min_similarity is None else check_min_similarity(min_similarity)
+        verify = self.verify if verify is None else verify
         start, now = time.perf_counter(), time.time()
         best: Candidate | None = None
         vetoes: list[Veto] = []
+        verdict = None
         hit = None
         for tier in self.tiers:
             entry = tier.lookup(query.key, now)
             if entry is not None:
                 hit = CacheHit(entry.answer, "exact", 1.0, entry, _ms(start), tier.name)
             elif tier.semantic:
-                hit, near, vetoed = self._search(tier, query, floor, now, start)
+                hit, near, vetoed, said = self._search(tier, query, floor, verify, now, start)
                 vetoes += vetoed
+                verdict = said or verdict
                 if near is not None and (best is None or near.similarity > best.similarity):
                     best = near
             if hit is not None:
                 break
-        return Lookup(query.namespace, query.key, hit, best, _ms(start), tuple(vetoes), query.question)
+        return Lookup(
+            query.namespace, query.key, hit, best, _ms(start), tuple(vetoes), query.question, verdict
+        )
 
     def _search(
-        self, tier: Tier, query: Query, floor: float, now: float, start: float
-    ) -> tuple[CacheHit | None, Candidate | None, list[Veto]]:
-        """One tier's semantic lookup: (the hit, the nearest candidate, the vetoes)."""
+        self, tier: Tier, query: Query, floor: float, verify: bool, now: float, start: float
+    ) -> tuple[CacheHit | None, Candidate | None, list[Veto], Verdict | None]:
+        """One tier's semantic lookup: (the hit, the nearest candidate, the vetoes, the
+        verifier's verdict)."""
         if query._vector is None:
             # A tier that embeds by itself (the local store through `thrift helper`)
             # spares this process the model.
-            done = tier.explain_text(query.namespace, query.question, floor)
+            done = tier.explain_text(query.namespace, query.question, floor, verify)
             if done is not None and done.namespace == query.namespace:
                 hit = dataclasses.replace(done.hit, source=tier.name) if done.hit else None
-                return hit, done.best, list(done.vetoes)
+                return hit, done.best, list(done.vetoes), done.verdict
         candidates = tier.search(query.namespace, query.vector, SEARCH_K, now)
         best = candidates[0] if candidates else None
         same = next((c for c in candidates if c.entry.question_hash == query.key), None)
         if same is not None:
             # This very question, stored by another process after our exact lookup
             # (while we loaded the model): an exact hit, whatever the cosine says.
-            return CacheHit(same.entry.answer, "exact", 1.0, same.entry, _ms(start), tier.name), best, []
-        # The nearest entry decides alone. When a guard vetoes it, a farther entry is
-        # not tried: measured on the benchmark, falling back to the next neighbour
-        # doubled the wrong-hit rate on PAWS (0.036 -> 0.083) and GPTCache's pairs.
+            hit = CacheHit(same.entry.answer, "exact", 1.0, same.entry, _ms(start), tier.name)
+            return hit, best, [], None
+        # The nearest entry decides alone. When a guard or the verifier vetoes it, a
+        # farther entry is not tried: measured on the benchmark, falling back to the next
+        # neighbour doubled the wrong-hit rate on PAWS (0.036 -> 0.083) and GPTCache's pairs.
         if best is None or best.similarity < floor:
-            return None, best, []
+            return None, best, [], None
         guard = self._veto(query.question, best.entry.question) if self.guards else None
         if guard is not None:
-            return None, best, [Veto(best.entry.question, best.similarity, guard)]
+            return None, best, [Veto(best.entry.question, best.similarity, guard)], None
+        verdict = None
+        if verify:
+            score = self.verifier.score(query.question, best.entry.question)
+            threshold = self.verifier.threshold
+            verdict = Verdict(round(score, 4), threshold, score >= threshold)
+            if not verdict.served:
+                return (
+                    None,
+                    best,
+                    [Veto(best.entry.question, best.similarity, "verifier", verdict.score)],
+                    verdict,
+                )
         hit = CacheHit(best.entry.answer, "semantic", best.similarity, best.entry, _ms(start), tier.name)
-        return hit, best, []
+        return hit, best, [], verdict
 
     def store(
         self, question: str | Query, answer: str, *, ttl: float | None = None, replace: bool = False

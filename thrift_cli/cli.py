@@ -35,6 +35,7 @@ def ask_settings(parsed: dict[str, Any]) -> dict[str, Any]:
         "ttl": config.value("ttl", parsed["ttl"]),
         "timeout": config.value("timeout", parsed["timeout"]),
         "scrub": False if parsed.get("no_scrub") else config.value("scrub"),
+        "verify": False if parsed.get("no_verify") else config.value("verify"),
     }
 
 
@@ -72,6 +73,7 @@ def ask_command(command: list[str] | None, parsed: dict[str, Any]) -> int:
             refresh=settings["refresh"],
             no_store=settings["no_store"],
             scrub=settings["scrub"],
+            verify=settings["verify"],
             lookup_only=settings["lookup_only"],
             stdin=stdin,
             timeout=settings["timeout"],
@@ -125,6 +127,7 @@ def _ask(
     timeout: float | None,
     remote: bool | None = None,
     scrub: bool = True,
+    verify: bool = True,
 ) -> None:
     from thrift_cli.ask import AskOptions, nothing_cached
     from thrift_cli.ask import ask as run_ask
@@ -177,6 +180,7 @@ def _ask(
         shared=shared,
         memory_index=False,
         scrub=None if scrub else False,
+        verify=verify,
     ) as cache:
         # fd 1 itself: works when sys.stdout is None (stdout closed with >&-).
         run_ask(cache, text, options, 1, result)
@@ -188,6 +192,7 @@ _FLAGS = {
     "--refresh": "refresh",
     "--no-store": "no_store",
     "--no-scrub": "no_scrub",
+    "--no-verify": "no_verify",
     "--lookup-only": "lookup_only",
     "--stdin": "stdin",
     "--remote": "remote",
@@ -307,7 +312,12 @@ def _describe(result: AskResult) -> list[str]:
     lines = [f"{line} [namespace {result.namespace}]"]
     for veto in result.vetoed:
         guard, question, similarity = veto["guard"], veto["question"], veto["similarity"]
-        lines.append(f"thrift:   vetoed by the {guard} guard: {question!r} (similarity {similarity})")
+        who = "the verifier" if guard == "verifier" else f"the {guard} guard"
+        lines.append(f"thrift:   vetoed by {who}: {question!r} (similarity {similarity})")
+    if result.verifier is not None:
+        score, threshold, decision = (result.verifier[k] for k in ("score", "threshold", "decision"))
+        relation = ">=" if decision == "serve" else "<"
+        lines.append(f"thrift:   verifier: score {score:.3f} {relation} {threshold}: {decision}")
     return lines
 
 

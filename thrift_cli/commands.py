@@ -125,6 +125,13 @@ def ask(
             "--no-scrub", help="Store the answer as it is, personal data included (env THRIFT_SCRUB)."
         ),
     ] = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Serve a paraphrase on its similarity and guards alone, no verifier (env THRIFT_VERIFY).",
+        ),
+    ] = False,
     lookup_only: Annotated[
         bool, typer.Option("--lookup-only", help="Never call the command; exit 3 on a miss.")
     ] = False,
@@ -170,6 +177,7 @@ def ask(
             "refresh": refresh,
             "no_store": no_store,
             "no_scrub": no_scrub,
+            "no_verify": no_verify,
             "lookup_only": lookup_only,
             "stdin": stdin,
             "timeout": timeout,

@@ -245,8 +245,9 @@ SETTINGS: dict[str, Setting] = {
             "min_similarity",
             MIN_SIMILARITY,
             fraction,
-            0.85,
-            "how close a paraphrase must be to be served, in (0, 1]",
+            None,
+            "how close a paraphrase must be to be served, in (0, 1]; "
+            "unset: 0.70 with the verifier, 0.85 without",
             "--min-similarity",
             number=True,
         ),
@@ -365,6 +366,14 @@ SETTINGS: dict[str, Setting] = {
             True,
             "replace personal data (names, emails, phones, cards...) in answers before storing them",
             "--no-scrub",
+        ),
+        Setting(
+            "verify",
+            "THRIFT_VERIFY",
+            boolean,
+            True,
+            "read each semantic candidate with the question (the verifier) before serving it",
+            "--no-verify",
         ),
         Setting(
             "scrub_entities",

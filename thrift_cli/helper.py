@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from thrift_cli.models import CacheEntry, CacheHit, Candidate, Lookup, Veto
+from thrift_cli.models import CacheEntry, CacheHit, Candidate, Lookup, Verdict, Veto
 
 SOCKET_NAME = "helper.sock"
 LOCK_NAME = "helper.lock"
@@ -34,7 +34,7 @@ HUNG_NAME = "helper.hung"
 RETRY_HUNG_S = 60.0
 # Bumped when a request or reply changes: a helper left running across an upgrade is
 # then ignored, not misread.
-PROTOCOL = 2  # 2: store carries the scrubber's options
+PROTOCOL = 3  # 2: store carries the scrubber's options; 3: explain, the verifier's
 # A request that takes longer than this is abandoned and done locally instead.
 TIMEOUT_S = 5.0
 _MAX_LINE = 64 * 1024 * 1024
@@ -61,10 +61,11 @@ class HelperClient:
         path = socket_path(home)
         return cls(path) if path.exists() else None
 
-    def explain(self, namespace: str, question: str, min_similarity: float | None) -> Lookup | None:
-        reply = self._call(
-            {"op": "explain", "namespace": namespace, "question": question, "min": min_similarity}
-        )
+    def explain(
+        self, namespace: str, question: str, min_similarity: float | None, verify: bool = True
+    ) -> Lookup | None:
+        request = {"op": "explain", "namespace": namespace, "question": question, "min": min_similarity}
+        reply = self._call({**request, "verify": verify})
         try:
             look = lookup_from_json(reply["lookup"]) if reply else None
         except (KeyError, TypeError, ValueError):
@@ -334,7 +335,7 @@ def _handle(request: dict[str, Any], cache_for: Callable[[str], Any]) -> dict[st
         return {"ok": True, "thrift": __version__}
     cache = cache_for(request["namespace"])
     if op == "explain":
-        look = cache.explain(request["question"], min_similarity=request["min"])
+        look = cache.explain(request["question"], min_similarity=request["min"], verify=request["verify"])
         return {"ok": True, "lookup": lookup_to_json(look)}
     if op == "store":
         from thrift_cli.privacy import Scrubber
@@ -365,4 +366,5 @@ def lookup_from_json(data: dict[str, Any]) -> Lookup:
         latency_ms=data["latency_ms"],
         vetoes=tuple(Veto(**v) for v in data["vetoes"]),
         question=data.get("question"),
+        verdict=None if data["verdict"] is None else Verdict(**data["verdict"]),
     )

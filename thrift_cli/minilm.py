@@ -153,28 +153,7 @@ class MiniLMEmbedder:
         self._position = w["embeddings.position_embeddings.weight"]
         self._token_type = w["embeddings.token_type_embeddings.weight"]
         self._emb_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-        self._layers = []
-        # Weights stay (out, in) as stored and are used through `.T` views: BLAS reads a
-        # transposed operand at no cost, and copying them would cost ~30 MB and ~20 ms at
-        # every cold start. Only query/key/value are joined, into one product.
-        for i in range(6):
-            p = f"encoder.layer.{i}."
-            qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T
-            qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-            self._layers.append(
-                (
-                    qkv_w,
-                    qkv_b,
-                    w[p + "attention.output.dense.weight"].T,
-                    w[p + "attention.output.dense.bias"],
-                    (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
-                    w[p + "intermediate.dense.weight"].T,
-                    w[p + "intermediate.dense.bias"],
-                    w[p + "output.dense.weight"].T,
-                    w[p + "output.dense.bias"],
-                    (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
-                )
-            )
+        self._layers = load_layers(w, 6)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns a (len(texts), 384) float32 array of unit vectors."""
@@ -184,28 +163,67 @@ class MiniLMEmbedder:
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        n, seq = ids.shape
-        x = self._word[ids] + self._position[:seq] + self._token_type[0]
-        x = _layer_norm(x, *self._emb_norm)
-        # Padded keys get -inf-like scores so they carry no attention weight.
-        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-        heads, head_dim = 12, DIM // 12
-        scale = np.float32(1.0 / np.sqrt(head_dim))
-        # Dense layers run on 2-D (tokens, features) arrays: numpy sends those to BLAS
-        # gemm, while a 3-D @ 2-D product is ~10x slower.
-        x = x.reshape(n * seq, DIM)
-        for qkv_w, qkv_b, out_w, out_b, norm1, in_w, in_b, ff_w, ff_b, norm2 in self._layers:
-            qkv = (x @ qkv_w + qkv_b).reshape(n, seq, 3, heads, head_dim)
-            q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            probs = np.exp(scores)
-            probs /= probs.sum(axis=-1, keepdims=True)
-            context = (probs @ v).transpose(0, 2, 1, 3).reshape(n * seq, DIM)
-            x = _layer_norm(context @ out_w + out_b + x, *norm1)
-            hidden = _gelu(x @ in_w + in_b)
-            x = _layer_norm(hidden @ ff_w + ff_b + x, *norm2)
-        x = x.reshape(n, seq, DIM)
+        seq = ids.shape[1]
+        x = _layer_norm(self._word[ids] + self._position[:seq] + self._token_type[0], *self._emb_norm)
+        x = encode(x, mask, self._layers)
         pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+Layer = tuple[np.ndarray, ...]
+
+
+def load_layers(w: dict[str, np.ndarray], count: int) -> list[Layer]:
+    """The first `count` BERT layers of the tensors `w`, ready for `encode`.
+
+    Weights stay (out, in) as stored and are used through `.T` views: BLAS reads a
+    transposed operand at no cost, and copying them would cost ~30 MB and ~20 ms at
+    every cold start. Only query/key/value are joined, into one product."""
+    layers: list[Layer] = []
+    for i in range(count):
+        p = f"encoder.layer.{i}."
+        qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T
+        qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
+        layers.append(
+            (
+                qkv_w,
+                qkv_b,
+                w[p + "attention.output.dense.weight"].T,
+                w[p + "attention.output.dense.bias"],
+                w[p + "attention.output.LayerNorm.weight"],
+                w[p + "attention.output.LayerNorm.bias"],
+                w[p + "intermediate.dense.weight"].T,
+                w[p + "intermediate.dense.bias"],
+                w[p + "output.dense.weight"].T,
+                w[p + "output.dense.bias"],
+                w[p + "output.LayerNorm.weight"],
+                w[p + "output.LayerNorm.bias"],
+            )
+        )
+    return layers
+
+
+def encode(x: np.ndarray, mask: np.ndarray, layers: list[Layer]) -> np.ndarray:
+    """BertEncoder's forward pass: (n, seq, DIM) embeddings and their (n, seq) float mask
+    to the last hidden state, (n, seq, DIM)."""
+    n, seq, _ = x.shape
+    # Padded keys get -inf-like scores so they carry no attention weight.
+    bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+    heads, head_dim = 12, DIM // 12
+    scale = np.float32(1.0 / np.sqrt(head_dim))
+    # Dense layers run on 2-D (tokens, features) arrays: numpy sends those to BLAS
+    # gemm, while a 3-D @ 2-D product is ~10x slower.
+    x = x.reshape(n * seq, DIM)
+    for qkv_w, qkv_b, out_w, out_b, norm1_w, norm1_b, in_w, in_b, ff_w, ff_b, norm2_w, norm2_b in layers:
+        qkv = (x @ qkv_w + qkv_b).reshape(n, seq, 3, heads, head_dim)
+        q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+        scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = np.exp(scores)
+        probs /= probs.sum(axis=-1, keepdims=True)
+        context = (probs @ v).transpose(0, 2, 1, 3).reshape(n * seq, DIM)
+        x = _layer_norm(context @ out_w + out_b + x, norm1_w, norm1_b)
+        hidden = _gelu(x @ in_w + in_b)
+        x = _layer_norm(hidden @ ff_w + ff_b + x, norm2_w, norm2_b)
+    return x.reshape(n, seq, DIM)

@@ -58,11 +58,21 @@ class CacheHit:
 
 @dataclass(frozen=True)
 class Veto:
-    """A candidate close enough to be served that a guard refused."""
+    """A candidate close enough to be served that a guard, or the verifier, refused."""
 
     question: str
     similarity: float
-    guard: str
+    guard: str  # a guard's name (guards.GUARDS), or "verifier"
+    score: float | None = None  # the verifier's, when it was the one
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the verifier said of the candidate it read with the query."""
+
+    score: float  # the probability that one answer serves both
+    threshold: float  # served from this score on
+    served: bool
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class Lookup:
     latency_ms: float
     vetoes: tuple[Veto, ...] = ()
     question: str | None = None  # the question asked (recorded with its vetoes)
+    verdict: Verdict | None = None  # the verifier's, when it read a candidate
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,7 @@ def create_app(
             id=hit.entry.id if hit else None,
             namespace=cache.namespace,
             latency_ms=round(look.latency_ms, 3),
+            verifier_score=look.verdict.score if look.verdict else None,
         )
 
     @app.post("/store", response_model=schemas.StoreResponse, tags=["cache"], responses=errors)

@@ -106,6 +106,8 @@ class LookupResponse(BaseModel):
     id: str | None = None
     namespace: str
     latency_ms: float
+    # The verifier's score of the candidate it read (served or vetoed); null when it read none.
+    verifier_score: float | None = None
 
 
 class StoreResponse(BaseModel):

@@ -70,10 +70,13 @@ class Tier(ABC):
         key); True if it was there."""
         return self.delete(entry.id)
 
-    def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
+    def explain_text(
+        self, namespace: str, question: str, min_similarity: float, verify: bool = True
+    ) -> Lookup | None:
         """A whole lookup of a question not yet embedded, done by a tier that can embed
         it itself (the local store reached through `thrift helper`, which has the model
-        loaded), so the caller loads no model; None: the caller embeds and calls search."""
+        loaded), so the caller loads no model; None: the caller embeds and calls search.
+        `verify`: whether the verifier reads the candidate."""
         return None
 
     def store_text(

@@ -34,8 +34,10 @@ class HelperTier(Tier):
         client = HelperClient.find(store.path.parent)
         return store if client is None else cls(store, client)
 
-    def explain_text(self, namespace: str, question: str, min_similarity: float) -> Lookup | None:
-        return self.client.explain(namespace, question, min_similarity)
+    def explain_text(
+        self, namespace: str, question: str, min_similarity: float, verify: bool = True
+    ) -> Lookup | None:
+        return self.client.explain(namespace, question, min_similarity, verify)
 
     def store_text(
         self, entry: CacheEntry, *, replace: bool = False, scrub: dict[str, Any] | None = None

@@ -110,7 +110,8 @@ def operating_points() -> list[Point]:
     points += [Point(f"thrift, min {t:.2f}", t, True, True) for t in sweep]
     points += [Point(f"plain cosine >= {t:.2f}", t, False) for t in (0.82, 0.85, 0.90, 0.95)]
     points += [
-        Point(f"label oracle: cosine >= {t:.2f}, pairs labeled 0 vetoed", t, True, True) for t in (0.85, 0.90)
+        Point(f"label oracle: cosine >= {t:.2f}, pairs labeled 0 vetoed", t, True, label_oracle=True)
+        for t in (0.85, 0.90)
     ]
     return points
 

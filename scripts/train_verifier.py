@@ -1,6 +1,6 @@
 """Train thrift's verifier: a small cross-encoder that judges (query, candidate) together.
 
-    python scripts/train_verifier.py                # ~45 min on 2 cores; writes thrift_cli/verifier/
+    python scripts/train_verifier.py                # ~40 min on 2 cores; writes thrift_cli/verifier/
     python scripts/train_verifier.py --epochs 1 --limit 2000 --out /tmp/v   # a quick check
 
 Everything it learns from is in ../shared/data; `make` never runs it. It needs torch and

@@ -108,3 +108,20 @@ def test_the_validation_split_is_a_fifth_of_the_pairs_and_shares_no_text():
         assert splits.of(*rows[0][:2]) == Splits(list(reversed(rows))).of(*rows[0][:2])  # not by order
     few = Splits([("What is X?", "Define X", 1), ("Define X", "X means?", 0), ("What is Y?", "Y?", 1)])
     assert few.of("what is  x", "Define X") == few.of("X means?", "Define X")  # one component
+
+
+def test_the_operating_points_say_what_they_run():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from bench_quality import operating_points, pair_points
+
+    from thrift_cli.cache import DEFAULT_MIN_SIMILARITY, NO_VERIFIER_MIN_SIMILARITY
+
+    points = {p.name: p for p in operating_points()}
+    default = points["thrift default"]
+    assert (default.min_similarity, default.guards, default.verify) == (DEFAULT_MIN_SIMILARITY, True, True)
+    unverified = points[f"thrift --no-verify, min {NO_VERIFIER_MIN_SIMILARITY:.2f}"]
+    assert not unverified.verify and unverified.guards
+    assert all(not p.verify and not p.guards for n, p in points.items() if n.startswith("plain"))
+    oracles = [p for n, p in points.items() if n.startswith("label oracle")]
+    assert oracles and all(p.label_oracle and not p.verify for p in oracles)
+    assert not any(p.label_oracle for p in pair_points())

@@ -67,7 +67,7 @@ ENV_CASES = [
             "THRIFT_TTL": "",
             "THRIFT_HNSW_MIN_ENTRIES": "",
         },
-        {"namespace": None, "min_similarity": 0.85, "ttl": None},
+        {"namespace": None, "min_similarity": None, "ttl": None},
     ),
     # Refused, naming the variable.
     ({"THRIFT_NAMESPACE": " "}, "usage error: THRIFT_NAMESPACE"),

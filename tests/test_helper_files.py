@@ -19,7 +19,7 @@ from test_helper import ask_in_process, start_helper
 
 OLD = "How do I learn to code quickly?"
 NEW = ["What is the capital of France?", "How do I bake sourdough bread at home?"]
-PARAPHRASE = {OLD: "How can I learn to code fast?", NEW[0]: "What's the capital city of France?"}
+PARAPHRASE = {OLD: "How can I learn to code fast?", NEW[0]: "Tell me the capital of France"}
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_rm_the_file_alone_then_asks_work_and_store_into_a_new_one(helper, thrif
 # vector in the helper's index hides the right entry instead of being re-scored anyway.
 ROWS = 200
 TARGETS = {
-    "What is the capital of France?": "What's the capital city of France?",
+    "What is the capital of France?": "Tell me the capital of France",
     "How do I learn to code quickly?": "How can I learn to code fast?",
     "How do I bake sourdough bread at home?": "How can I make sourdough bread at home?",
 }

@@ -45,7 +45,7 @@ def scripted(thrift, fake_llm, isolated_env, tmp_path):
     r = {}
     r["q1_miss"] = ask("What is semantic caching?")
     r["q1_exact"] = ask("What is semantic caching?")
-    r["q1_semantic"] = ask("Explain semantic caching")
+    r["q1_semantic"] = ask("What does semantic caching mean?")
     r["java_miss"] = ask("Is Java faster than Python?")
     r["vetoed_miss"] = ask("Is Python faster than Java?")
     r["failed"] = ask("Will this fail?", command=fake_llm.command("--exit", "5"), code=5)
@@ -113,7 +113,7 @@ def test_stats_agree_with_a_hand_count(thrift, scripted, fake_llm):
     assert saved["seconds"] == pytest.approx((sum(measured) + estimated) / 1000, abs=0.003)
 
     # Tokens: ceil(bytes / 4) of the question asked plus of the answer served.
-    asked = ["What is semantic caching?", "Explain semantic caching", "What is an imported answer?"]
+    asked = ["What is semantic caching?", "What does semantic caching mean?", "What is an imported answer?"]
     expected_tokens = sum(tok(q) + tok(h["answer_bytes"]) for q, h in zip(asked, hits, strict=True))
     assert f["tokens_saved"] == expected_tokens
     money = f["money_saved"]["by_namespace"]["main"]

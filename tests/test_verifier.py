@@ -209,3 +209,9 @@ def test_it_loads_only_for_a_candidate_above_the_floor(isolated_env) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+def test_missing_weights_are_one_clear_error(tmp_path) -> None:
+    shutil.copy(HERE / "card.json", tmp_path / "card.json")
+    with pytest.raises(EmbedError, match="missing or unreadable"):
+        Verifier(tmp_path)

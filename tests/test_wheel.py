@@ -28,6 +28,10 @@ def test_wheel_installs_and_answers_from_elsewhere(tmp_path, fake_llm):
     assert "thrift_cli/_sql/sqlite/0001_initial.sql" in names
     assert "thrift_cli/_sql/postgres/0001_initial.sql" in names  # the remote schema, for thrift remote init
     assert "thrift_sync/engine.py" in names  # sync/thrift_sync installs as the package thrift_sync
+    # The verifier's weights ship with the package, byte for byte (their checksum is checked at load).
+    shipped = zipfile.ZipFile(wheel).read("thrift_cli/verifier/weights.safetensors")
+    assert shipped == (REPO / "thrift_cli" / "verifier" / "weights.safetensors").read_bytes()
+    assert "thrift_cli/verifier/card.json" in names
     assert not any(n.startswith(("tests/", "sync/")) for n in names)
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
     assert "thrift = thrift_cli.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -245,7 +245,9 @@ class Engine:
         self._served: dict[str | None, _Served] = {}
         self._shared: dict[str | None, list[Tier]] = {}
         self._caches: dict[tuple[str | None, str], SemanticCache] = {}
-        self.min_similarity = float(config.value("min_similarity", home=home))
+        # None: the cache's default (with the verifier or without, as `verify` says).
+        chosen = config.value("min_similarity", home=home)
+        self.min_similarity = None if chosen is None else float(chosen)
         self.ttl = config.value("ttl", home=home)
 
     def home_of(self, who: Principal) -> Path:

@@ -50,9 +50,14 @@ class Verifier:
     def __init__(self, path: Path = HERE, model: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
-        self.card = Card.read(path / "card.json")
         weights = path / "weights.safetensors"
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        try:
+            self.card = Card.read(path / "card.json")
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        except (OSError, ValueError, KeyError) as exc:
+            raise EmbedError(
+                f"the verifier is missing or unreadable in {path} ({exc}); reinstall thrift-cli"
+            ) from None
         if digest != self.card.sha256:
             raise EmbedError(f"the verifier's weights {weights} fail their checksum; reinstall thrift-cli")
         model = model or minilm.model_dir()

@@ -79,16 +79,25 @@ def padded_batches(
     and embedding it took 5.7 ms a text instead of 3.4 ms."""
     if not texts:
         return
-    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
-    order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+    for rows, ids, mask, _ in padded(tokenizer.encode_batch(list(texts), add_special_tokens=True)):
+        yield rows, ids, mask
+
+
+def padded(encodings: Sequence[Any]) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
+    """`padded_batches` of texts already tokenized (single texts or pairs): yields
+    (positions in `encodings`, token ids, attention mask, token types), all (batch,
+    longest) int64."""
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
     for rows in _similar_lengths(order, [len(e.ids) for e in encodings]):
         ids = np.zeros((len(rows), max(len(encodings[i].ids) for i in rows)), dtype=np.int64)
         mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
         for row, i in enumerate(rows):
             n = len(encodings[i].ids)
             ids[row, :n] = encodings[i].ids
             mask[row, :n] = 1
-        yield rows, ids, mask
+            types[row, :n] = encodings[i].type_ids
+        yield rows, ids, mask, types
 
 
 def _similar_lengths(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
@@ -165,10 +174,14 @@ class MiniLMEmbedder:
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         seq = ids.shape[1]
         x = _layer_norm(self._word[ids] + self._position[:seq] + self._token_type[0], *self._emb_norm)
-        x = encode(x, mask, self._layers)
-        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        pooled = mean_pool(encode(x, mask, self._layers), mask)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def mean_pool(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """sentence-transformers' mean pooling: (n, seq, DIM) hidden states, padding left out."""
+    return (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
 
 
 Layer = tuple[np.ndarray, ...]
